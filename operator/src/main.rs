@@ -1,3 +1,5 @@
-fn main() {
-    println!("silo-operator");
+//! The `silo-operator` binary: see `silo_operator::cli`.
+
+fn main() -> std::process::ExitCode {
+    silo_operator::cli::main()
 }

@@ -1,0 +1,3 @@
+//! Provisioning on database engines.
+
+pub mod sql_quote;

@@ -1,0 +1,127 @@
+//! Names of databases and roles on the server, derived from a `Database`'s namespace and name.
+//!
+//! Kubernetes names may hold `-` and `.`, which most engines reject unquoted and which collapse
+//! to the same `_` here; a short hash of the exact original keeps two different resources from
+//! ever deriving the same server name.
+
+use sha2::{Digest, Sha256};
+
+/// Longest identifier PostgreSQL keeps (NAMEDATALEN - 1).
+pub const POSTGRES_IDENTIFIER_LIMIT: usize = 63;
+/// Longest database name MongoDB accepts (64 bytes including the terminator).
+pub const MONGODB_DATABASE_LIMIT: usize = 63;
+
+const HASH_HEX_LEN: usize = 8;
+
+/// Derives `<namespace>_<name>` lower-cased to `[a-z0-9_]`, at most `limit` bytes; a `_<hash>`
+/// suffix is added whenever characters were replaced or the result had to be cut.
+pub fn derive_server_name(namespace: &str, name: &str, limit: usize) -> String {
+    let original = format!("{namespace}_{name}");
+    let mut lossy = false;
+    let sanitized: String = original
+        .chars()
+        .map(|c| {
+            let lower = c.to_ascii_lowercase();
+            if lower.is_ascii_lowercase() || lower.is_ascii_digit() || lower == '_' {
+                if lower != c {
+                    lossy = true;
+                }
+                lower
+            } else {
+                lossy = true;
+                '_'
+            }
+        })
+        .collect();
+    if !lossy && sanitized.len() <= limit {
+        return sanitized;
+    }
+    // The hash covers namespace and name separately ('/' cannot occur in either), so
+    // `a-b/c` and `a/b-c` differ.
+    let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
+    let hash: String = digest
+        .iter()
+        .take(HASH_HEX_LEN / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let keep = limit.saturating_sub(HASH_HEX_LEN + 1).min(sanitized.len());
+    format!("{}_{hash}", &sanitized[..keep])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_safe(name: &str) -> bool {
+        name.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    }
+
+    #[test]
+    fn plain_names_are_kept_readable() {
+        assert_eq!(
+            derive_server_name("shop", "users", POSTGRES_IDENTIFIER_LIMIT),
+            "shop_users"
+        );
+    }
+
+    #[test]
+    fn dashes_and_dots_are_replaced_and_a_hash_is_added() {
+        let name = derive_server_name("shop-prod", "user.db", POSTGRES_IDENTIFIER_LIMIT);
+        assert!(name.starts_with("shop_prod_user_db_"), "{name}");
+        assert_eq!(name.len(), "shop_prod_user_db_".len() + 8);
+        assert!(is_safe(&name));
+    }
+
+    #[test]
+    fn names_that_sanitize_alike_do_not_collide() {
+        let a = derive_server_name("shop", "user-db", POSTGRES_IDENTIFIER_LIMIT);
+        let b = derive_server_name("shop", "user.db", POSTGRES_IDENTIFIER_LIMIT);
+        let c = derive_server_name("shop-user", "db", POSTGRES_IDENTIFIER_LIMIT);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(b, c);
+    }
+
+    #[test]
+    fn long_names_are_cut_to_the_limit_and_stay_distinct() {
+        let long = "n".repeat(253);
+        let a = derive_server_name("team-a", &long, POSTGRES_IDENTIFIER_LIMIT);
+        let b = derive_server_name("team-b", &long, POSTGRES_IDENTIFIER_LIMIT);
+        assert_eq!(a.len(), POSTGRES_IDENTIFIER_LIMIT);
+        assert_eq!(b.len(), POSTGRES_IDENTIFIER_LIMIT);
+        assert_ne!(a, b);
+        assert!(is_safe(&a) && is_safe(&b));
+    }
+
+    #[test]
+    fn injection_shaped_names_become_harmless_identifiers() {
+        let name = derive_server_name(
+            "shop",
+            "x\"; DROP DATABASE postgres; --",
+            POSTGRES_IDENTIFIER_LIMIT,
+        );
+        assert!(is_safe(&name), "{name}");
+        assert!(
+            name.starts_with("shop_x___drop_database_postgres____"),
+            "{name}"
+        );
+        let unicode = derive_server_name("shop", "bücher'", POSTGRES_IDENTIFIER_LIMIT);
+        assert!(is_safe(&unicode), "{unicode}");
+    }
+
+    #[test]
+    fn derivation_is_stable() {
+        assert_eq!(
+            derive_server_name("a-b", "c", 63),
+            derive_server_name("a-b", "c", 63)
+        );
+    }
+
+    #[test]
+    fn upper_case_counts_as_a_change_and_gets_a_hash() {
+        let name = derive_server_name("Shop", "users", POSTGRES_IDENTIFIER_LIMIT);
+        assert!(name.starts_with("shop_users_"), "{name}");
+        assert_ne!(name, derive_server_name("shop", "users", 63));
+    }
+}
