@@ -1,0 +1,5 @@
+//! payment-service integration tests (one binary).
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions unwrap too; they are tests.
+
+mod store_contract;

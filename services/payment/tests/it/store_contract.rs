@@ -1,0 +1,462 @@
+//! One contract for every `PaymentStore`: each check runs against PostgreSQL, and against
+//! MongoDB when `SILO_MONGODB_URL` is set (skipped visibly otherwise).
+
+use payment_service::payment::{
+    BookingState, ChargeResult, NewPayment, PaymentMethod, PaymentStatus,
+};
+use payment_service::store::{
+    DeadLetter, Effect, InboxMark, MongoPaymentStore, OutboxEntry, PaymentStore, PgPaymentStore,
+    StoreError,
+};
+use rust_decimal::Decimal;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A store under test plus a look at what it wrote to its outbox and dead letters.
+#[async_trait::async_trait]
+pub trait Harness: Send + Sync {
+    fn store(&self) -> Arc<dyn PaymentStore>;
+    async fn outbox_event_ids(&self) -> Vec<Uuid>;
+    async fn dead_letter_count(&self) -> u64;
+}
+
+struct PgHarness {
+    _database: silo_testenv::TestDatabase,
+    store: Arc<PgPaymentStore>,
+}
+
+#[async_trait::async_trait]
+impl Harness for PgHarness {
+    fn store(&self) -> Arc<dyn PaymentStore> {
+        self.store.clone()
+    }
+    async fn outbox_event_ids(&self) -> Vec<Uuid> {
+        sqlx::query_scalar("SELECT event_id FROM outbox ORDER BY id")
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
+    }
+    async fn dead_letter_count(&self) -> u64 {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap();
+        n as u64
+    }
+}
+
+struct MongoHarness {
+    store: Arc<MongoPaymentStore>,
+}
+
+impl Drop for MongoHarness {
+    fn drop(&mut self) {
+        let database = self.store.database().clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move { database.drop().await.ok() })
+        })
+        .join();
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for MongoHarness {
+    fn store(&self) -> Arc<dyn PaymentStore> {
+        self.store.clone()
+    }
+    async fn outbox_event_ids(&self) -> Vec<Uuid> {
+        use futures::TryStreamExt;
+        let documents: Vec<mongodb::bson::Document> = self
+            .store
+            .database()
+            .collection::<mongodb::bson::Document>("outbox")
+            .find(mongodb::bson::doc! {})
+            .sort(mongodb::bson::doc! { "createdAt": 1 })
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        documents
+            .iter()
+            .map(|d| Uuid::parse_str(d.get_str("_id").unwrap()).unwrap())
+            .collect()
+    }
+    async fn dead_letter_count(&self) -> u64 {
+        self.store
+            .database()
+            .collection::<mongodb::bson::Document>("dead_letters")
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .unwrap()
+    }
+}
+
+pub async fn postgres() -> Box<dyn Harness> {
+    let database = silo_testenv::TestDatabase::create().await;
+    let store = PgPaymentStore::connect(database.pool().await)
+        .await
+        .unwrap();
+    Box::new(PgHarness {
+        _database: database,
+        store: Arc::new(store),
+    })
+}
+
+pub async fn mongo(test_name: &str) -> Option<Box<dyn Harness>> {
+    let url = silo_testenv::mongodb_url(test_name)?;
+    let name = format!("payment_test_{}", silo_testenv::unique_suffix());
+    let store = MongoPaymentStore::connect(&url, &name).await.unwrap();
+    Some(Box::new(MongoHarness {
+        store: Arc::new(store),
+    }))
+}
+
+fn new_payment(user_id: Uuid, amount: i64) -> NewPayment {
+    NewPayment {
+        booking_id: Uuid::new_v4(),
+        user_id,
+        user_email: Some("ada@example.com".into()),
+        amount: Decimal::new(amount * 100 + 50, 2),
+        currency: "USD".into(),
+        metadata: serde_json::json!({ "correlationId": "c-1" }),
+    }
+}
+
+fn card() -> PaymentMethod {
+    PaymentMethod {
+        kind: "CreditCard".into(),
+        last4: "4242".into(),
+        brand: "Visa".into(),
+    }
+}
+
+fn succeeded() -> ChargeResult {
+    ChargeResult::Succeeded {
+        transaction_id: "txn_1".into(),
+        method: card(),
+    }
+}
+
+fn declined() -> ChargeResult {
+    ChargeResult::Declined {
+        reason: "limit".into(),
+        method: card(),
+    }
+}
+
+fn event(kind: &str) -> OutboxEntry {
+    let id = Uuid::new_v4();
+    OutboxEntry {
+        event_id: id,
+        subject: format!("payments.{kind}"),
+        event_type: kind.into(),
+        envelope: serde_json::json!({ "eventId": id, "eventType": kind, "data": {} }),
+    }
+}
+
+fn inbox() -> InboxMark {
+    InboxMark {
+        consumer: "payment-bookings".into(),
+        event_id: Uuid::new_v4(),
+    }
+}
+
+pub mod checks {
+    use super::*;
+
+    pub async fn opening_twice_for_one_booking_keeps_one_payment(h: Box<dyn Harness>) {
+        let store = h.store();
+        let new = new_payment(Uuid::new_v4(), 10);
+        let first = store.open(new.clone()).await.unwrap();
+        let second = store.open(new.clone()).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.status, PaymentStatus::Pending);
+        assert_eq!(first.attempts, 1);
+        assert_eq!(first.amount, new.amount);
+        assert_eq!(
+            store.find_by_booking(new.booking_id).await.unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(store.get(first.id).await.unwrap(), Some(first));
+    }
+
+    pub async fn concurrent_opens_for_one_booking_create_one_payment(h: Box<dyn Harness>) {
+        let store = h.store();
+        let new = new_payment(Uuid::new_v4(), 10);
+        let opens = (0..8).map(|_| {
+            let store = store.clone();
+            let new = new.clone();
+            tokio::spawn(async move { store.open(new).await.unwrap().id })
+        });
+        let ids: Vec<Uuid> = futures::future::join_all(opens)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    }
+
+    pub async fn a_charge_result_and_its_event_are_written_together(h: Box<dyn Harness>) {
+        let store = h.store();
+        let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        let event = event("PaymentSucceeded");
+        let mark = inbox();
+        let Effect::Applied(done) = store
+            .complete_charge(payment.id, 1, &succeeded(), &event, Some(&mark))
+            .await
+            .unwrap()
+        else {
+            panic!("first completion must apply");
+        };
+        assert_eq!(done.status, PaymentStatus::Succeeded);
+        assert_eq!(done.transaction_id.as_deref(), Some("txn_1"));
+        assert_eq!(done.payment_method, Some(card()));
+        assert_eq!(h.outbox_event_ids().await, vec![event.event_id]);
+        assert!(store.was_handled(&mark).await.unwrap());
+    }
+
+    pub async fn a_redelivered_event_changes_nothing_and_publishes_nothing(h: Box<dyn Harness>) {
+        let store = h.store();
+        let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        let mark = inbox();
+        let first = event("PaymentSucceeded");
+        store
+            .complete_charge(payment.id, 1, &succeeded(), &first, Some(&mark))
+            .await
+            .unwrap();
+        let again = store
+            .complete_charge(
+                payment.id,
+                1,
+                &declined(),
+                &event("PaymentFailed"),
+                Some(&mark),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, Effect::Duplicate);
+        assert_eq!(h.outbox_event_ids().await, vec![first.event_id]);
+        let stored = store.get(payment.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, PaymentStatus::Succeeded);
+    }
+
+    pub async fn a_completed_attempt_is_not_completed_again(h: Box<dyn Harness>) {
+        let store = h.store();
+        let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        let first = event("PaymentFailed");
+        store
+            .complete_charge(payment.id, 1, &declined(), &first, Some(&inbox()))
+            .await
+            .unwrap();
+        let other_delivery = inbox();
+        let again = store
+            .complete_charge(
+                payment.id,
+                1,
+                &succeeded(),
+                &event("PaymentSucceeded"),
+                Some(&other_delivery),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, Effect::Duplicate);
+        assert_eq!(h.outbox_event_ids().await, vec![first.event_id]);
+        let stored = store.get(payment.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, PaymentStatus::Failed);
+        assert_eq!(stored.failure_reason.as_deref(), Some("limit"));
+    }
+
+    pub async fn a_failed_payment_of_a_pending_booking_can_be_retried(h: Box<dyn Harness>) {
+        let store = h.store();
+        let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        store
+            .complete_charge(payment.id, 1, &declined(), &event("PaymentFailed"), None)
+            .await
+            .unwrap();
+        let retried = store.start_retry(payment.id).await.unwrap();
+        assert_eq!(retried.status, PaymentStatus::Pending);
+        assert_eq!(retried.attempts, 2);
+        // A second retry while the first is in flight is refused.
+        assert!(matches!(
+            store.start_retry(payment.id).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let Effect::Applied(done) = store
+            .complete_charge(
+                payment.id,
+                2,
+                &succeeded(),
+                &event("PaymentSucceeded"),
+                None,
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("the retry's completion must apply");
+        };
+        assert_eq!(done.status, PaymentStatus::Succeeded);
+        assert_eq!(done.failure_reason, None);
+    }
+
+    pub async fn retry_is_refused_unless_failed_with_a_pending_booking(h: Box<dyn Harness>) {
+        let store = h.store();
+        assert!(matches!(
+            store.start_retry(Uuid::new_v4()).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let ok = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        store
+            .complete_charge(ok.id, 1, &succeeded(), &event("PaymentSucceeded"), None)
+            .await
+            .unwrap();
+        let Err(StoreError::Conflict(message)) = store.start_retry(ok.id).await else {
+            panic!("a succeeded payment cannot be retried");
+        };
+        assert!(message.contains("SUCCEEDED"), "{message}");
+
+        let failed = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        store
+            .complete_charge(failed.id, 1, &declined(), &event("PaymentFailed"), None)
+            .await
+            .unwrap();
+        store
+            .set_booking_state(failed.booking_id, BookingState::Cancelled, &inbox())
+            .await
+            .unwrap();
+        let Err(StoreError::Conflict(message)) = store.start_retry(failed.id).await else {
+            panic!("the payment of a cancelled booking cannot be retried");
+        };
+        assert!(message.contains("CANCELLED"), "{message}");
+    }
+
+    pub async fn a_refund_marks_only_a_succeeded_payment(h: Box<dyn Harness>) {
+        let store = h.store();
+        let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        let early = store.refund(payment.booking_id, &inbox()).await.unwrap();
+        assert_eq!(early, Effect::Applied(None));
+        store
+            .complete_charge(
+                payment.id,
+                1,
+                &succeeded(),
+                &event("PaymentSucceeded"),
+                None,
+            )
+            .await
+            .unwrap();
+        let mark = inbox();
+        let Effect::Applied(Some(refunded)) =
+            store.refund(payment.booking_id, &mark).await.unwrap()
+        else {
+            panic!("a succeeded payment is refunded");
+        };
+        assert_eq!(refunded.status, PaymentStatus::Refunded);
+        assert_eq!(
+            store.refund(payment.booking_id, &mark).await.unwrap(),
+            Effect::Duplicate
+        );
+    }
+
+    pub async fn an_email_change_updates_only_that_users_payments(h: Box<dyn Harness>) {
+        let store = h.store();
+        let user = Uuid::new_v4();
+        let a = store.open(new_payment(user, 10)).await.unwrap();
+        let b = store.open(new_payment(user, 20)).await.unwrap();
+        let other = store.open(new_payment(Uuid::new_v4(), 30)).await.unwrap();
+        let mark = inbox();
+        let changed = store
+            .change_user_email(user, "new@example.com", &mark)
+            .await
+            .unwrap();
+        assert_eq!(changed, Effect::Applied(2));
+        for id in [a.id, b.id] {
+            let p = store.get(id).await.unwrap().unwrap();
+            assert_eq!(p.user_email.as_deref(), Some("new@example.com"));
+        }
+        let untouched = store.get(other.id).await.unwrap().unwrap();
+        assert_eq!(untouched.user_email.as_deref(), Some("ada@example.com"));
+        assert_eq!(
+            store
+                .change_user_email(user, "x@example.com", &mark)
+                .await
+                .unwrap(),
+            Effect::Duplicate
+        );
+    }
+
+    pub async fn the_inbox_remembers_handled_events(h: Box<dyn Harness>) {
+        let store = h.store();
+        let mark = inbox();
+        assert!(!store.was_handled(&mark).await.unwrap());
+        assert_eq!(
+            store.mark_handled(&mark).await.unwrap(),
+            Effect::Applied(())
+        );
+        assert_eq!(store.mark_handled(&mark).await.unwrap(), Effect::Duplicate);
+        assert!(store.was_handled(&mark).await.unwrap());
+        let other_consumer = InboxMark {
+            consumer: "someone-else".into(),
+            event_id: mark.event_id,
+        };
+        assert!(!store.was_handled(&other_consumer).await.unwrap());
+    }
+
+    pub async fn dead_letters_are_kept(h: Box<dyn Harness>) {
+        let store = h.store();
+        store
+            .record_dead_letter(&DeadLetter {
+                consumer: "payment-bookings".into(),
+                subject: "bookings.BookingCreated".into(),
+                event_id: None,
+                payload: "not json".into(),
+                error: "malformed".into(),
+                deliveries: 5,
+            })
+            .await
+            .unwrap();
+        assert_eq!(h.dead_letter_count().await, 1);
+        store.ping().await.unwrap();
+    }
+}
+
+macro_rules! contract {
+    ($($check:ident),* $(,)?) => {
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::checks::$check(super::postgres().await).await;
+                }
+            )*
+        }
+        mod on_mongodb {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let name = concat!("store_contract::on_mongodb::", stringify!($check));
+                    let Some(harness) = super::mongo(name).await else { return; };
+                    super::checks::$check(harness).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    opening_twice_for_one_booking_keeps_one_payment,
+    concurrent_opens_for_one_booking_create_one_payment,
+    a_charge_result_and_its_event_are_written_together,
+    a_redelivered_event_changes_nothing_and_publishes_nothing,
+    a_completed_attempt_is_not_completed_again,
+    a_failed_payment_of_a_pending_booking_can_be_retried,
+    retry_is_refused_unless_failed_with_a_pending_booking,
+    a_refund_marks_only_a_succeeded_payment,
+    an_email_change_updates_only_that_users_payments,
+    the_inbox_remembers_handled_events,
+    dead_letters_are_kept,
+);
