@@ -52,7 +52,10 @@ mod tests {
         let values = parse_exports(
             "# comment\nexport KUBECONFIG='/tmp/k c'\nexport SILO_NATS_URL=nats://127.0.0.1:4222\nPATH=x\n",
         );
-        assert_eq!(values.get("KUBECONFIG").map(String::as_str), Some("/tmp/k c"));
+        assert_eq!(
+            values.get("KUBECONFIG").map(String::as_str),
+            Some("/tmp/k c")
+        );
         assert_eq!(
             values.get("SILO_NATS_URL").map(String::as_str),
             Some("nats://127.0.0.1:4222")

@@ -18,7 +18,6 @@ pub async fn kube_client() -> Client {
 
 /// A uniquely named namespace, deleted when dropped.
 pub struct TestNamespace {
-    client: Client,
     name: String,
 }
 
@@ -36,10 +35,7 @@ impl TestNamespace {
             .create(&PostParams::default(), &namespace)
             .await
             .unwrap_or_else(|e| panic!("cannot create test namespace {name}: {e}"));
-        Self {
-            client: client.clone(),
-            name,
-        }
+        Self { name }
     }
 
     /// The namespace's name.
@@ -50,18 +46,22 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let client = self.client.clone();
         let name = self.name.clone();
-        // Drop cannot await; delete from a short-lived runtime on its own thread.
+        // Drop cannot await, and the test's own runtime is blocked while it runs: delete from
+        // a short-lived runtime on its own thread, with a client of its own (a client made on
+        // the test's runtime would wait on that blocked runtime forever).
         let deleted = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .ok()?;
             runtime.block_on(async move {
-                Api::<Namespace>::all(client)
-                    .delete(&name, &DeleteParams::background())
+                let namespaces = Api::<Namespace>::all(kube_client().await);
+                let params = DeleteParams::background();
+                let delete = namespaces.delete(&name, &params);
+                tokio::time::timeout(std::time::Duration::from_secs(30), delete)
                     .await
+                    .ok()?
                     .ok()
             })
         })

@@ -12,6 +12,7 @@ mod mongodb;
 mod nats;
 mod postgres;
 
+pub use env_file::env_dir;
 pub use kubernetes::{TestNamespace, kube_client};
 pub use mongodb::{mongodb_url, record_skip};
 pub use nats::nats_client;

@@ -65,11 +65,16 @@ impl Drop for TestDatabase {
                 .build()
                 .ok()?;
             runtime.block_on(async move {
-                let mut admin = PgConnection::connect(&postgres_admin_url()).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&mut admin)
+                let drop = async {
+                    let mut admin = PgConnection::connect(&postgres_admin_url()).await.ok()?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await
+                        .ok()
+                };
+                tokio::time::timeout(std::time::Duration::from_secs(30), drop)
                     .await
-                    .ok()
+                    .ok()?
             })
         })
         .join();
