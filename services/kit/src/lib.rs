@@ -8,8 +8,25 @@
 //! - [`events`]: [`events::Envelope`], every event payload (implementing [`events::Event`]),
 //!   [`events::EventNamespace`] (stream names/subjects, optionally prefixed for tests) and
 //!   `ensure_stream`.
+//! - [`correlation`]: [`correlation::CorrelationId`] and the `X-Correlation-ID` header name.
+//! - [`outbox`]: [`outbox::OutboxStore`] trait, the shared [`outbox::Relay`];
+//!   [`outbox::postgres`] (`enqueue(&mut *tx, &event, &correlation_id)`, `PgOutbox`) and
+//!   [`outbox::mongo`].
+//! - [`postgres`]: `connect` with bounded retry, `migrate(pool, sqlx::migrate!())` which also
+//!   applies the kit's tables (`outbox`, `inbox`, `dead_letters`).
+//! - [`broker`]: NATS `connect` with bounded retry, `jetstream` context.
+//! - [`metrics`]: [`metrics::Metrics`] (Prometheus registry and the kit's families).
+//! - [`shutdown`]: [`shutdown::Shutdown`], fired on SIGTERM.
+//! - [`retry`]: [`retry::RetryPolicy`] for start-up connections.
 
+pub mod broker;
 pub mod config;
+pub mod correlation;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod metrics;
+pub mod outbox;
+pub mod postgres;
+pub mod retry;
+pub mod shutdown;

@@ -1,0 +1,1 @@
+//! The MongoDB outbox (written later in this file).

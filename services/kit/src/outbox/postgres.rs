@@ -1,0 +1,183 @@
+//! The PostgreSQL outbox: the `outbox` table (kit migration), [`enqueue`]
+//! inside the business transaction, and [`PgOutbox`] for the relay.
+
+use super::{OutboxError, OutboxRecord, OutboxStore, WakeSignal};
+use crate::correlation::CorrelationId;
+use crate::events::{Envelope, Event};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The channel the `outbox` insert trigger notifies.
+pub const NOTIFY_CHANNEL: &str = "silo_outbox";
+
+/// Writes `event` to the outbox on `conn` — pass the business transaction
+/// (`&mut *tx`) so both commit or neither does. Returns the envelope written.
+pub async fn enqueue<E: Event>(
+    conn: &mut PgConnection,
+    event: &E,
+    correlation_id: &CorrelationId,
+) -> Result<Envelope, OutboxError> {
+    let envelope = Envelope::new(event, correlation_id.as_str())?;
+    enqueue_envelope(conn, E::STREAM.token(), &envelope).await?;
+    Ok(envelope)
+}
+
+/// Writes a ready envelope to the outbox on `conn` for the stream `stream_token`.
+pub async fn enqueue_envelope(
+    conn: &mut PgConnection,
+    stream_token: &str,
+    envelope: &Envelope,
+) -> Result<(), OutboxError> {
+    let payload = serde_json::to_value(envelope).map_err(crate::events::EventError::from)?;
+    sqlx::query(
+        "INSERT INTO outbox (event_id, stream, event_type, payload, correlation_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(envelope.event_id)
+    .bind(stream_token)
+    .bind(&envelope.event_type)
+    .bind(payload)
+    .bind(&envelope.correlation_id)
+    .bind(envelope.occurred_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The outbox of one PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgOutbox {
+    pool: PgPool,
+}
+
+impl PgOutbox {
+    /// The outbox in `pool`'s database (its tables come from [`crate::postgres::migrate`]).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// LISTEN on [`NOTIFY_CHANNEL`].
+#[derive(Debug)]
+pub struct PgWakeSignal {
+    listener: PgListener,
+}
+
+impl WakeSignal for PgWakeSignal {
+    async fn notified(&mut self) -> Result<(), OutboxError> {
+        self.listener.recv().await?;
+        // Collapse a burst of notifications into one wake-up.
+        while self.listener.next_buffered().is_some() {}
+        Ok(())
+    }
+}
+
+type ClaimedRow = (
+    Uuid,
+    String,
+    String,
+    serde_json::Value,
+    String,
+    DateTime<Utc>,
+    i32,
+    i64,
+);
+
+impl OutboxStore for PgOutbox {
+    type Signal = PgWakeSignal;
+
+    async fn wake_signal(&self) -> Result<Self::Signal, OutboxError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        Ok(PgWakeSignal { listener })
+    }
+
+    async fn claim_batch(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<OutboxRecord>, OutboxError> {
+        // One statement = one short transaction; SKIP LOCKED lets replicas
+        // claim disjoint batches without waiting on each other.
+        let mut rows: Vec<ClaimedRow> = sqlx::query_as(
+            "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2) \
+             WHERE seq IN ( \
+                 SELECT seq FROM outbox \
+                 WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) \
+                 ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING event_id, stream, event_type, payload, correlation_id, created_at, attempts, seq",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.sort_by_key(|row| row.7);
+        rows.into_iter()
+            .map(
+                |(
+                    event_id,
+                    stream,
+                    event_type,
+                    payload,
+                    correlation_id,
+                    created_at,
+                    attempts,
+                    _,
+                )| {
+                    let payload = serde_json::to_vec(&payload)
+                        .map_err(|e| OutboxError::Corrupt(format!("{event_id}: {e}")))?;
+                    Ok(OutboxRecord {
+                        event_id,
+                        stream,
+                        event_type,
+                        payload,
+                        correlation_id,
+                        created_at,
+                        attempts,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn mark_published(&self, event_ids: &[Uuid]) -> Result<(), OutboxError> {
+        sqlx::query(
+            "UPDATE outbox SET published_at = now(), claimed_until = NULL WHERE event_id = ANY($1)",
+        )
+        .bind(event_ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, event_ids: &[Uuid], error: &str) -> Result<(), OutboxError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL \
+             WHERE event_id = ANY($1)",
+        )
+        .bind(event_ids)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release(&self, event_ids: &[Uuid]) -> Result<(), OutboxError> {
+        sqlx::query("UPDATE outbox SET claimed_until = NULL WHERE event_id = ANY($1)")
+            .bind(event_ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_published_before(&self, cutoff: DateTime<Utc>) -> Result<u64, OutboxError> {
+        let deleted = sqlx::query("DELETE FROM outbox WHERE published_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+}

@@ -1,0 +1,91 @@
+//! PostgreSQL start-up: connect with bounded retry, run migrations.
+
+use crate::config::Secret;
+use crate::retry::RetryPolicy;
+use sqlx::PgPool;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::str::FromStr;
+
+/// The kit's own migrations (outbox, inbox, dead letters); versions start at
+/// 1000000001 and ignore the service's applied versions.
+pub fn kit_migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// Connecting to the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// `DATABASE_URL` is not a valid PostgreSQL URL (the URL itself is not shown: it holds a password).
+    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    InvalidUrl(String),
+    /// The server stayed unreachable for the whole retry period.
+    #[error("database {host}:{port}/{database} unreachable after {attempts} attempts: {reason}")]
+    Unreachable {
+        /// Server host.
+        host: String,
+        /// Server port.
+        port: u16,
+        /// Database name.
+        database: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        reason: String,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] MigrateError),
+}
+
+/// Connects a pool of `max_connections` to `url`, retrying within `retry`.
+pub async fn connect(
+    url: &Secret,
+    max_connections: u32,
+    retry: RetryPolicy,
+) -> Result<PgPool, DatabaseError> {
+    let options = PgConnectOptions::from_str(url.expose())
+        .map_err(|e| DatabaseError::InvalidUrl(redacted_reason(&e)))?;
+    let host = options.get_host().to_string();
+    let port = options.get_port();
+    let database = options.get_database().unwrap_or("").to_string();
+    let pool_options = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5));
+    retry
+        .run("postgres", || {
+            pool_options.clone().connect_with(options.clone())
+        })
+        .await
+        .map_err(|(error, attempts)| DatabaseError::Unreachable {
+            host,
+            port,
+            database,
+            attempts,
+            reason: redacted_reason(&error),
+        })
+}
+
+/// sqlx errors may echo parts of the URL; keep only the error's kind and message
+/// after stripping anything that looks like `user:password@`.
+fn redacted_reason(error: &dyn std::fmt::Display) -> String {
+    let text = error.to_string();
+    match (text.find("://"), text.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &text[..scheme], &text[at..])
+        }
+        _ => text,
+    }
+}
+
+/// Runs the service's migrations, then the kit's (outbox, inbox, dead letters).
+/// Each migrator ignores the other's applied versions.
+pub async fn migrate(pool: &PgPool, service: Migrator) -> Result<(), DatabaseError> {
+    let mut service = service;
+    service.set_ignore_missing(true);
+    service.run(pool).await?;
+    kit_migrator().run(pool).await?;
+    Ok(())
+}
