@@ -2,13 +2,14 @@
 # and the Kubernetes control plane built from Debian's source package.
 
 DEBIAN_PACKAGES=(postgresql etcd-server golang-go rsync jq nats-server dpkg-dev
-  golang-github-modern-go-reflect2-dev openssl curl python3-pip unzip ca-certificates)
+  golang-github-modern-go-reflect2-dev openssl curl unzip ca-certificates)
 
 install_debian_packages() {
   local missing=()
   for p in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
   ((${#missing[@]} == 0)) && return 0
   [[ $EUID -eq 0 ]] || die "missing Debian packages (${missing[*]}); run tests/env/up as root once to install them"
   log "installing Debian packages: ${missing[*]}"
