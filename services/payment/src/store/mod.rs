@@ -11,19 +11,16 @@ pub use mongo::MongoPaymentStore;
 pub use postgres::PgPaymentStore;
 
 use crate::payment::{BookingState, ChargeResult, NewPayment, Payment};
+use silo_kit::events::Envelope;
 use uuid::Uuid;
 
 /// An event to publish, written to the store's outbox with the change that caused it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEntry {
-    /// The envelope's `eventId` (also the JetStream `Nats-Msg-Id`).
-    pub event_id: Uuid,
-    /// The subject to publish on.
-    pub subject: String,
-    /// The envelope's `eventType`.
-    pub event_type: String,
-    /// The whole envelope, as JSON.
-    pub envelope: serde_json::Value,
+    /// The producing stream's token (`payments`); the relay derives the subject from it.
+    pub stream: String,
+    /// The envelope; its `eventId` becomes the JetStream `Nats-Msg-Id`.
+    pub envelope: Envelope,
 }
 
 /// "Consumer `consumer` has handled event `event_id`": stored with the effect of that event.
@@ -33,6 +30,8 @@ pub struct InboxMark {
     pub consumer: String,
     /// The handled event's id.
     pub event_id: Uuid,
+    /// The handled event's type.
+    pub event_type: String,
 }
 
 /// A message that could not be handled after the maximum number of deliveries.
@@ -44,8 +43,8 @@ pub struct DeadLetter {
     pub subject: String,
     /// The event id, when the message could be decoded that far.
     pub event_id: Option<Uuid>,
-    /// The raw message body (lossy UTF-8).
-    pub payload: String,
+    /// The raw message body.
+    pub payload: Vec<u8>,
     /// The last error.
     pub error: String,
     /// How many times it was delivered.
@@ -75,10 +74,13 @@ pub enum StoreError {
     Postgres(#[from] sqlx::Error),
     /// PostgreSQL migrations failed.
     #[error("postgres migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[from] silo_kit::postgres::DatabaseError),
     /// MongoDB failed.
     #[error("mongodb: {0}")]
     Mongo(#[from] mongodb::error::Error),
+    /// The outbox write failed.
+    #[error("outbox: {0}")]
+    Outbox(#[from] silo_kit::outbox::OutboxError),
     /// A stored value could not be read back.
     #[error("corrupt stored payment: {0}")]
     Corrupt(String),

@@ -129,24 +129,28 @@ fn inbox_document(inbox: &InboxMark) -> Document {
         "_id": format!("{}/{}", inbox.consumer, inbox.event_id),
         "consumer": &inbox.consumer,
         "eventId": inbox.event_id.to_string(),
+        "eventType": &inbox.event_type,
         "receivedAt": BsonDateTime::now(),
     }
 }
 
 /// An outbox document: the envelope text as it will be published.
-fn outbox_document(event: &OutboxEntry) -> Document {
-    let now = BsonDateTime::now();
-    doc! {
-        "_id": event.event_id.to_string(),
-        "subject": &event.subject,
-        "eventType": &event.event_type,
-        "payload": event.envelope.to_string(),
-        "createdAt": now,
-        "nextAttemptAt": now,
+fn outbox_document(event: &OutboxEntry) -> Result<Document, StoreError> {
+    let envelope = &event.envelope;
+    let payload = serde_json::to_string(envelope)
+        .map_err(|e| StoreError::Corrupt(format!("envelope: {e}")))?;
+    Ok(doc! {
+        "_id": envelope.event_id.to_string(),
+        "stream": &event.stream,
+        "eventType": &envelope.event_type,
+        "payload": payload,
+        "correlationId": &envelope.correlation_id,
+        "createdAt": to_bson_time(envelope.occurred_at),
         "publishedAt": Bson::Null,
+        "claimedUntil": Bson::Null,
         "attempts": 0_i32,
         "lastError": Bson::Null,
-    }
+    })
 }
 
 impl MongoPaymentStore {
@@ -188,7 +192,7 @@ impl MongoPaymentStore {
         self.outbox
             .create_index(
                 IndexModel::builder()
-                    .keys(doc! { "publishedAt": 1, "nextAttemptAt": 1, "createdAt": 1 })
+                    .keys(doc! { "publishedAt": 1, "createdAt": 1 })
                     .build(),
             )
             .await?;
@@ -317,7 +321,7 @@ impl PaymentStore for MongoPaymentStore {
             return Ok(Effect::Duplicate);
         };
         self.outbox
-            .insert_one(outbox_document(event))
+            .insert_one(outbox_document(event)?)
             .session(&mut session)
             .await?;
         session.commit_transaction().await?;
@@ -439,7 +443,10 @@ impl PaymentStore for MongoPaymentStore {
                 "consumer": &letter.consumer,
                 "subject": &letter.subject,
                 "eventId": letter.event_id.map(|id| id.to_string()),
-                "payload": &letter.payload,
+                "payload": Bson::Binary(mongodb::bson::Binary {
+                    subtype: mongodb::bson::spec::BinarySubtype::Generic,
+                    bytes: letter.payload.clone(),
+                }),
                 "error": &letter.error,
                 "deliveries": letter.deliveries,
                 "failedAt": BsonDateTime::now(),

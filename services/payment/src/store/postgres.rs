@@ -21,7 +21,7 @@ const PAYMENT_COLUMNS: &str = "id, booking_id, user_id, user_email, amount, curr
 impl PgPaymentStore {
     /// Runs the embedded migrations and returns the store.
     pub async fn connect(pool: PgPool) -> Result<Self, StoreError> {
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        silo_kit::postgres::migrate(&pool, sqlx::migrate!("./migrations")).await?;
         Ok(Self { pool })
     }
 
@@ -51,10 +51,12 @@ async fn insert_inbox(
     inbox: &InboxMark,
 ) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
-        "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        "INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(&inbox.consumer)
     .bind(inbox.event_id)
+    .bind(&inbox.event_type)
     .execute(&mut **tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -65,15 +67,7 @@ async fn insert_outbox(
     tx: &mut Transaction<'_, Postgres>,
     event: &OutboxEntry,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outbox (event_id, subject, event_type, payload) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(event.event_id)
-    .bind(&event.subject)
-    .bind(&event.event_type)
-    .bind(&event.envelope)
-    .execute(&mut **tx)
-    .await?;
+    silo_kit::outbox::postgres::enqueue_envelope(tx, &event.stream, &event.envelope).await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use payment_service::store::{
     StoreError,
 };
 use rust_decimal::Decimal;
+use silo_kit::events::Envelope;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -31,7 +32,7 @@ impl Harness for PgHarness {
         self.store.clone()
     }
     async fn outbox_event_ids(&self) -> Vec<Uuid> {
-        sqlx::query_scalar("SELECT event_id FROM outbox ORDER BY id")
+        sqlx::query_scalar("SELECT event_id FROM outbox ORDER BY seq")
             .fetch_all(self.store.pool())
             .await
             .unwrap()
@@ -150,12 +151,16 @@ fn declined() -> ChargeResult {
 }
 
 fn event(kind: &str) -> OutboxEntry {
-    let id = Uuid::new_v4();
     OutboxEntry {
-        event_id: id,
-        subject: format!("payments.{kind}"),
-        event_type: kind.into(),
-        envelope: serde_json::json!({ "eventId": id, "eventType": kind, "data": {} }),
+        stream: "payments".into(),
+        envelope: Envelope {
+            event_id: Uuid::now_v7(),
+            event_type: kind.into(),
+            event_version: 1,
+            occurred_at: chrono::Utc::now(),
+            correlation_id: "c-1".into(),
+            data: serde_json::json!({}),
+        },
     }
 }
 
@@ -163,6 +168,7 @@ fn inbox() -> InboxMark {
     InboxMark {
         consumer: "payment-bookings".into(),
         event_id: Uuid::new_v4(),
+        event_type: "BookingCreated".into(),
     }
 }
 
@@ -216,7 +222,7 @@ pub mod checks {
         assert_eq!(done.status, PaymentStatus::Succeeded);
         assert_eq!(done.transaction_id.as_deref(), Some("txn_1"));
         assert_eq!(done.payment_method, Some(card()));
-        assert_eq!(h.outbox_event_ids().await, vec![event.event_id]);
+        assert_eq!(h.outbox_event_ids().await, vec![event.envelope.event_id]);
         assert!(store.was_handled(&mark).await.unwrap());
     }
 
@@ -240,7 +246,7 @@ pub mod checks {
             .await
             .unwrap();
         assert_eq!(again, Effect::Duplicate);
-        assert_eq!(h.outbox_event_ids().await, vec![first.event_id]);
+        assert_eq!(h.outbox_event_ids().await, vec![first.envelope.event_id]);
         let stored = store.get(payment.id).await.unwrap().unwrap();
         assert_eq!(stored.status, PaymentStatus::Succeeded);
     }
@@ -265,7 +271,7 @@ pub mod checks {
             .await
             .unwrap();
         assert_eq!(again, Effect::Duplicate);
-        assert_eq!(h.outbox_event_ids().await, vec![first.event_id]);
+        assert_eq!(h.outbox_event_ids().await, vec![first.envelope.event_id]);
         let stored = store.get(payment.id).await.unwrap().unwrap();
         assert_eq!(stored.status, PaymentStatus::Failed);
         assert_eq!(stored.failure_reason.as_deref(), Some("limit"));
@@ -402,6 +408,7 @@ pub mod checks {
         let other_consumer = InboxMark {
             consumer: "someone-else".into(),
             event_id: mark.event_id,
+            event_type: mark.event_type.clone(),
         };
         assert!(!store.was_handled(&other_consumer).await.unwrap());
     }
@@ -413,7 +420,7 @@ pub mod checks {
                 consumer: "payment-bookings".into(),
                 subject: "bookings.BookingCreated".into(),
                 event_id: None,
-                payload: "not json".into(),
+                payload: b"not json".to_vec(),
                 error: "malformed".into(),
                 deliveries: 5,
             })

@@ -1,0 +1,252 @@
+//! What payment-service does: charge a booking once, retry a failed charge, refund, and keep
+//! its copies of other services' data fresh.
+
+use crate::gateway::{ChargeRequest, GatewayError, PaymentGateway};
+use crate::payment::{BookingState, ChargeResult, NewPayment, Payment, PaymentStatus};
+use crate::store::{Effect, InboxMark, OutboxEntry, PaymentStore, StoreError};
+use silo_kit::events::{
+    BookingCancelled, BookingConfirmed, BookingCreated, Envelope, Event, EventError, PaymentFailed,
+    PaymentSucceeded, RefundRequested, UserEmailChanged,
+};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Why handling an event or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChargingError {
+    /// The event cannot be decoded: retrying will not help.
+    #[error("malformed event: {0}")]
+    Malformed(#[from] EventError),
+    /// The store failed (may be transient).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The gateway gave no answer (transient).
+    #[error("gateway: {0}")]
+    Gateway(#[from] GatewayError),
+}
+
+impl ChargingError {
+    /// Whether redelivering the event may succeed.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Malformed(_))
+    }
+}
+
+/// The payment logic over a store and a gateway.
+#[derive(Clone)]
+pub struct Charging {
+    store: Arc<dyn PaymentStore>,
+    gateway: Arc<dyn PaymentGateway>,
+}
+
+/// Wraps `event` for the outbox.
+pub fn outbox_entry<E: Event>(event: &E, correlation_id: &str) -> Result<OutboxEntry, EventError> {
+    Ok(OutboxEntry {
+        stream: E::STREAM.token().to_string(),
+        envelope: Envelope::new(event, correlation_id)?,
+    })
+}
+
+impl Charging {
+    /// The logic over these parts.
+    pub fn new(store: Arc<dyn PaymentStore>, gateway: Arc<dyn PaymentGateway>) -> Self {
+        Self { store, gateway }
+    }
+
+    /// The store (API reads).
+    pub fn store(&self) -> &Arc<dyn PaymentStore> {
+        &self.store
+    }
+
+    /// The event announcing a charge result.
+    fn result_event(
+        &self,
+        payment: &Payment,
+        result: &ChargeResult,
+        correlation_id: &str,
+    ) -> Result<OutboxEntry, EventError> {
+        match result {
+            ChargeResult::Succeeded { transaction_id, .. } => outbox_entry(
+                &PaymentSucceeded {
+                    payment_id: payment.id,
+                    booking_id: payment.booking_id,
+                    amount: payment.amount,
+                    currency: payment.currency.clone(),
+                    transaction_id: transaction_id.clone(),
+                },
+                correlation_id,
+            ),
+            ChargeResult::Declined { reason, .. } => outbox_entry(
+                &PaymentFailed {
+                    payment_id: payment.id,
+                    booking_id: payment.booking_id,
+                    amount: payment.amount,
+                    currency: payment.currency.clone(),
+                    reason: reason.clone(),
+                },
+                correlation_id,
+            ),
+        }
+    }
+
+    async fn charge(&self, payment: &Payment) -> Result<ChargeResult, GatewayError> {
+        // The key names the attempt, so a redelivered event repeats the same charge request
+        // and the gateway answers it without taking the money twice.
+        self.gateway
+            .charge(&ChargeRequest {
+                idempotency_key: format!("{}:{}", payment.id, payment.attempts),
+                amount: payment.amount,
+                currency: payment.currency.clone(),
+            })
+            .await
+    }
+
+    /// `BookingCreated`: opens the booking's one payment, charges it, and records the result
+    /// with its event and the inbox mark.
+    pub async fn on_booking_created(
+        &self,
+        envelope: &Envelope,
+        consumer: &str,
+    ) -> Result<Effect<Payment>, ChargingError> {
+        let inbox = mark(consumer, envelope);
+        if self.store.was_handled(&inbox).await? {
+            return Ok(Effect::Duplicate);
+        }
+        let booking: BookingCreated = envelope.decode()?;
+        let payment = self
+            .store
+            .open(NewPayment {
+                booking_id: booking.booking_id,
+                user_id: booking.user_id,
+                user_email: Some(booking.user_email),
+                amount: booking.total_amount,
+                currency: booking.currency,
+                metadata: serde_json::json!({
+                    "correlationId": envelope.correlation_id,
+                    "bookingCreatedEventId": envelope.event_id,
+                    "eventName": booking.event_name,
+                    "ticketCount": booking.ticket_count,
+                }),
+            })
+            .await?;
+        if payment.status != PaymentStatus::Pending {
+            // Charged already (the same booking announced twice under two event ids).
+            self.store.mark_handled(&inbox).await?;
+            return Ok(Effect::Duplicate);
+        }
+        let result = self.charge(&payment).await?;
+        let event = self.result_event(&payment, &result, &envelope.correlation_id)?;
+        Ok(self
+            .store
+            .complete_charge(payment.id, payment.attempts, &result, &event, Some(&inbox))
+            .await?)
+    }
+
+    /// Charges a `FAILED` payment of a still-`PENDING` booking once more.
+    pub async fn retry(
+        &self,
+        payment_id: Uuid,
+        correlation_id: &str,
+    ) -> Result<Payment, ChargingError> {
+        let payment = self.store.start_retry(payment_id).await?;
+        let result = match self.charge(&payment).await {
+            Ok(result) => result,
+            // Leave no payment stuck in PENDING: an unreachable gateway is a failed attempt.
+            Err(GatewayError::Unavailable(why)) => ChargeResult::Declined {
+                reason: format!("payment gateway unavailable: {why}"),
+                method: payment
+                    .payment_method
+                    .clone()
+                    .unwrap_or_else(unknown_method),
+            },
+        };
+        let event = self.result_event(&payment, &result, correlation_id)?;
+        match self
+            .store
+            .complete_charge(payment.id, payment.attempts, &result, &event, None)
+            .await?
+        {
+            Effect::Applied(done) => Ok(done),
+            Effect::Duplicate => Err(ChargingError::Store(StoreError::Conflict(
+                "the payment changed while it was retried".into(),
+            ))),
+        }
+    }
+
+    /// `RefundRequested`: gives back a succeeded payment of a cancelled booking.
+    pub async fn on_refund_requested(
+        &self,
+        envelope: &Envelope,
+        consumer: &str,
+    ) -> Result<Effect<Option<Payment>>, ChargingError> {
+        let inbox = mark(consumer, envelope);
+        if self.store.was_handled(&inbox).await? {
+            return Ok(Effect::Duplicate);
+        }
+        let refund: RefundRequested = envelope.decode()?;
+        if let Some(payment) = self.store.find_by_booking(refund.booking_id).await?
+            && payment.status == PaymentStatus::Succeeded
+            && let Some(transaction_id) = &payment.transaction_id
+        {
+            self.gateway.refund(transaction_id).await?;
+        }
+        Ok(self.store.refund(refund.booking_id, &inbox).await?)
+    }
+
+    /// `BookingConfirmed` / `BookingCancelled`: records what became of the booking (a
+    /// cancelled booking's failed payment can no longer be retried).
+    pub async fn on_booking_decided(
+        &self,
+        envelope: &Envelope,
+        consumer: &str,
+    ) -> Result<Effect<()>, ChargingError> {
+        let inbox = mark(consumer, envelope);
+        let (booking_id, state) = if envelope.is::<BookingConfirmed>() {
+            let event: BookingConfirmed = envelope.decode()?;
+            (event.booking_id, BookingState::Confirmed)
+        } else {
+            let event: BookingCancelled = envelope.decode()?;
+            (event.booking_id, BookingState::Cancelled)
+        };
+        Ok(self
+            .store
+            .set_booking_state(booking_id, state, &inbox)
+            .await?)
+    }
+
+    /// `UserEmailChanged`: refreshes the email copy on the user's payments.
+    pub async fn on_user_email_changed(
+        &self,
+        envelope: &Envelope,
+        consumer: &str,
+    ) -> Result<Effect<u64>, ChargingError> {
+        let inbox = mark(consumer, envelope);
+        let changed: UserEmailChanged = envelope.decode()?;
+        Ok(self
+            .store
+            .change_user_email(changed.user_id, &changed.new_email, &inbox)
+            .await?)
+    }
+
+    /// Any other event on a subscribed stream: nothing to do but remember it.
+    pub async fn ignore(&self, envelope: &Envelope, consumer: &str) -> Result<(), ChargingError> {
+        self.store.mark_handled(&mark(consumer, envelope)).await?;
+        Ok(())
+    }
+}
+
+fn mark(consumer: &str, envelope: &Envelope) -> InboxMark {
+    InboxMark {
+        consumer: consumer.to_string(),
+        event_id: envelope.event_id,
+        event_type: envelope.event_type.clone(),
+    }
+}
+
+fn unknown_method() -> crate::payment::PaymentMethod {
+    crate::payment::PaymentMethod {
+        kind: "Unknown".into(),
+        last4: String::new(),
+        brand: String::new(),
+    }
+}
