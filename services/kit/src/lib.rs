@@ -12,6 +12,10 @@
 //! - [`outbox`]: [`outbox::OutboxStore`] trait, the shared [`outbox::Relay`];
 //!   [`outbox::postgres`] (`enqueue(&mut *tx, &event, &correlation_id)`, `PgOutbox`) and
 //!   [`outbox::mongo`].
+//! - [`consumer`]: durable pull [`consumer::Consumer`] per (service, stream) driving a
+//!   [`consumer::MessageHandler`]: ack / NAK with delay / dead-letter (+ `<subject>.dlq`).
+//! - [`inbox`]: [`inbox::postgres::PgInbox`] wraps a [`inbox::postgres::PgEventHandler`]
+//!   (effect + inbox row in one transaction), [`inbox::postgres::PgDeadLetters`].
 //! - [`postgres`]: `connect` with bounded retry, `migrate(pool, sqlx::migrate!())` which also
 //!   applies the kit's tables (`outbox`, `inbox`, `dead_letters`).
 //! - [`broker`]: NATS `connect` with bounded retry, `jetstream` context.
@@ -21,10 +25,12 @@
 
 pub mod broker;
 pub mod config;
+pub mod consumer;
 pub mod correlation;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod inbox;
 pub mod metrics;
 pub mod outbox;
 pub mod postgres;

@@ -1,0 +1,426 @@
+//! Durable JetStream consumers with inbox de-duplication and dead-lettering.
+//!
+//! One durable pull consumer per (service, stream): every service sees every
+//! event of the streams it reads, replicas of one service share the consumer.
+//! For each message the [`MessageHandler`] runs the effect together with the
+//! inbox record (see [`crate::inbox`]); then:
+//! - applied, duplicate or ignored → ack;
+//! - transient failure → NAK with an exponential delay;
+//! - permanent failure, undecodable payload, or a transient failure on the
+//!   last allowed delivery → recorded by the [`DeadLetterSink`], republished
+//!   to `<subject>.dlq`, and terminated.
+
+use crate::correlation::CORRELATION_ID_HEADER;
+use crate::events::{Envelope, EventNamespace, StreamKind, dead_letter_subject};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer};
+use futures::StreamExt;
+use std::future::Future;
+use std::time::Duration;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// Header on dead letters carrying the final error.
+pub const DEAD_LETTER_ERROR_HEADER: &str = "Silo-Dead-Letter-Error";
+/// Header on dead letters naming the consumer that gave up.
+pub const DEAD_LETTER_CONSUMER_HEADER: &str = "Silo-Dead-Letter-Consumer";
+
+/// What a handler did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    /// The effect was applied and the inbox record written.
+    Applied,
+    /// The inbox already held this event: nothing done.
+    Duplicate,
+    /// The handler does not care about this event type.
+    Ignored,
+}
+
+/// A handler failure.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// May succeed later (database or dependency down): retried with a delay.
+    #[error("transient: {0:#}")]
+    Transient(anyhow::Error),
+    /// Will never succeed (invalid payload): dead-lettered at once.
+    #[error("permanent: {0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl HandlerError {
+    /// A transient failure.
+    pub fn transient(error: impl Into<anyhow::Error>) -> Self {
+        Self::Transient(error.into())
+    }
+
+    /// A permanent failure.
+    pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
+        Self::Permanent(error.into())
+    }
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Transient(error.into())
+    }
+}
+
+impl From<crate::events::EventError> for HandlerError {
+    fn from(error: crate::events::EventError) -> Self {
+        Self::Permanent(error.into())
+    }
+}
+
+/// Applies events; implementations write the effect and the inbox record in
+/// one transaction (see [`crate::inbox::postgres::PgInbox`]).
+pub trait MessageHandler: Send + Sync + 'static {
+    /// Handles one event.
+    fn handle(
+        &self,
+        envelope: &Envelope,
+    ) -> impl Future<Output = Result<Processed, HandlerError>> + Send;
+}
+
+/// A message the consumer gave up on.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The durable consumer that gave up.
+    pub consumer: String,
+    /// The event id, when the payload was a decodable envelope.
+    pub event_id: Option<Uuid>,
+    /// The subject the message arrived on.
+    pub subject: String,
+    /// The raw payload.
+    pub payload: Vec<u8>,
+    /// The final error.
+    pub error: String,
+    /// Deliveries so far.
+    pub deliveries: i64,
+}
+
+/// Where dead letters are recorded (a table or collection of the consuming service).
+pub trait DeadLetterSink: Send + Sync + 'static {
+    /// Records `letter`; on error the message is NAKed and retried instead.
+    fn record(&self, letter: &DeadLetter)
+    -> impl Future<Output = Result<(), anyhow::Error>> + Send;
+}
+
+/// Settings of a [`Consumer`].
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Durable consumer name: the consuming service (`booking-service`).
+    pub durable_name: String,
+    /// The stream read.
+    pub stream: StreamKind,
+    /// Deliveries before a transiently failing message is dead-lettered.
+    pub max_deliveries: i64,
+    /// First NAK delay; doubles per delivery, capped at `max_nak_delay`.
+    pub nak_delay: Duration,
+    /// Longest NAK delay.
+    pub max_nak_delay: Duration,
+    /// How long the server waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Messages handled concurrently (handlers must not depend on order across events).
+    pub concurrency: usize,
+}
+
+impl ConsumerConfig {
+    /// Defaults for `durable_name` reading `stream`.
+    pub fn new(durable_name: impl Into<String>, stream: StreamKind) -> Self {
+        Self {
+            durable_name: durable_name.into(),
+            stream,
+            max_deliveries: 5,
+            nak_delay: Duration::from_millis(200),
+            max_nak_delay: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(30),
+            concurrency: 8,
+        }
+    }
+
+    fn nak_delay_after(&self, deliveries: i64) -> Duration {
+        let exponent = u32::try_from(deliveries.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+        self.nak_delay
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(self.max_nak_delay)
+    }
+}
+
+/// Creating or reading the durable consumer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The stream could not be created or read.
+    #[error("stream {stream}: {reason}")]
+    Stream {
+        /// Stream name.
+        stream: String,
+        /// Server error.
+        reason: String,
+    },
+    /// The durable consumer could not be created.
+    #[error("consumer {consumer} on {stream}: {reason}")]
+    Consumer {
+        /// Consumer name.
+        consumer: String,
+        /// Stream name.
+        stream: String,
+        /// Server error.
+        reason: String,
+    },
+}
+
+/// A durable pull consumer feeding a [`MessageHandler`].
+pub struct Consumer<H, D> {
+    jetstream: jetstream::Context,
+    namespace: EventNamespace,
+    config: ConsumerConfig,
+    handler: H,
+    dead_letters: D,
+    metrics: Metrics,
+}
+
+impl<H, D> std::fmt::Debug for Consumer<H, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("namespace", &self.namespace)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+enum Settle {
+    Ack(&'static str),
+    Nak(Duration),
+    DeadLetter(Option<Uuid>, String),
+}
+
+impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
+    /// A consumer of `config.stream` under `namespace`.
+    pub fn new(
+        jetstream: jetstream::Context,
+        namespace: EventNamespace,
+        config: ConsumerConfig,
+        handler: H,
+        dead_letters: D,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            jetstream,
+            namespace,
+            config,
+            handler,
+            dead_letters,
+            metrics,
+        }
+    }
+
+    /// Creates the stream (if its producer has not yet) and the durable consumer.
+    pub async fn durable(&self) -> Result<consumer::PullConsumer, ConsumerError> {
+        let stream_name = self.namespace.stream_name(self.config.stream);
+        let stream = self
+            .namespace
+            .ensure_stream(&self.jetstream, self.config.stream)
+            .await
+            .map_err(|e| ConsumerError::Stream {
+                stream: stream_name.clone(),
+                reason: e.to_string(),
+            })?;
+        stream
+            .get_or_create_consumer(
+                &self.config.durable_name,
+                consumer::pull::Config {
+                    durable_name: Some(self.config.durable_name.clone()),
+                    filter_subject: self.namespace.events_filter(self.config.stream),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_wait: self.config.ack_wait,
+                    // The consumer terminates messages itself after `max_deliveries`,
+                    // so it can record and republish them first.
+                    max_deliver: -1,
+                    max_ack_pending: 10_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ConsumerError::Consumer {
+                consumer: self.config.durable_name.clone(),
+                stream: stream_name,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Consumes until `shutdown` fires; in-flight messages are finished first.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_triggered() {
+            match self.consume(&shutdown).await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(error) => {
+                    tracing::warn!(consumer = %self.config.durable_name, error = %error, "consumer interrupted; retrying");
+                    tokio::select! {
+                        _ = shutdown.wait() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        tracing::info!(consumer = %self.config.durable_name, "consumer stopped");
+    }
+
+    async fn consume(&self, shutdown: &Shutdown) -> Result<(), ConsumerError> {
+        let durable = self.durable().await?;
+        let messages = durable
+            .messages()
+            .await
+            .map_err(|e| ConsumerError::Consumer {
+                consumer: self.config.durable_name.clone(),
+                stream: self.namespace.stream_name(self.config.stream),
+                reason: e.to_string(),
+            })?;
+        messages
+            .take_until(shutdown.wait())
+            .for_each_concurrent(self.config.concurrency.max(1), |message| async move {
+                match message {
+                    Ok(message) => self.process(message).await,
+                    Err(error) => {
+                        tracing::warn!(consumer = %self.config.durable_name, error = %error, "pull error")
+                    }
+                }
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn process(&self, message: jetstream::Message) {
+        let deliveries = message.info().map(|info| info.delivered).unwrap_or(1);
+        let correlation_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(CORRELATION_ID_HEADER))
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        let span = tracing::info_span!("consume", consumer = %self.config.durable_name, subject = %message.subject, correlation_id = %correlation_id, deliveries);
+        let settle = self
+            .decide(&message.payload, deliveries)
+            .instrument(span)
+            .await;
+        let ack = match settle {
+            Settle::Ack(outcome) => {
+                self.metrics
+                    .count_consumed(&self.config.durable_name, outcome);
+                AckKind::Ack
+            }
+            Settle::Nak(delay) => {
+                self.metrics
+                    .count_consumed(&self.config.durable_name, "retried");
+                AckKind::Nak(Some(delay))
+            }
+            Settle::DeadLetter(event_id, error) => {
+                let letter = DeadLetter {
+                    consumer: self.config.durable_name.clone(),
+                    event_id,
+                    subject: message.subject.to_string(),
+                    payload: message.payload.to_vec(),
+                    error,
+                    deliveries,
+                };
+                match self.dead_letter(&letter, message.headers.as_ref()).await {
+                    Ok(()) => {
+                        self.metrics
+                            .count_consumed(&self.config.durable_name, "dead_lettered");
+                        tracing::error!(consumer = %letter.consumer, subject = %letter.subject, deliveries, error = %letter.error, "message dead-lettered");
+                        AckKind::Term
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "cannot record dead letter; retrying the message later");
+                        AckKind::Nak(Some(self.config.max_nak_delay))
+                    }
+                }
+            }
+        };
+        if let Err(error) = message.ack_with(ack).await {
+            // The server redelivers after ack_wait; the inbox makes that harmless.
+            tracing::warn!(consumer = %self.config.durable_name, error = %error, "acknowledgement failed");
+        }
+    }
+
+    async fn decide(&self, payload: &[u8], deliveries: i64) -> Settle {
+        let envelope = match Envelope::from_slice(payload) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                return Settle::DeadLetter(None, format!("undecodable envelope: {error}"));
+            }
+        };
+        match self.handler.handle(&envelope).await {
+            Ok(Processed::Applied) => Settle::Ack("processed"),
+            Ok(Processed::Duplicate) => Settle::Ack("duplicate"),
+            Ok(Processed::Ignored) => Settle::Ack("ignored"),
+            Err(HandlerError::Transient(error)) if deliveries < self.config.max_deliveries => {
+                tracing::warn!(event_id = %envelope.event_id, deliveries, error = format!("{error:#}"), "handler failed; will retry");
+                Settle::Nak(self.config.nak_delay_after(deliveries))
+            }
+            Err(error) => Settle::DeadLetter(Some(envelope.event_id), error.to_string()),
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        letter: &DeadLetter,
+        original_headers: Option<&HeaderMap>,
+    ) -> Result<(), anyhow::Error> {
+        self.dead_letters.record(letter).await?;
+        let mut headers = original_headers.cloned().unwrap_or_default();
+        headers.insert(DEAD_LETTER_ERROR_HEADER, truncate(&letter.error, 512));
+        headers.insert(DEAD_LETTER_CONSUMER_HEADER, letter.consumer.as_str());
+        // A distinct message id: the original id is still in the de-duplication window.
+        if let Some(event_id) = letter.event_id {
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("{event_id}.dlq.{}", letter.consumer).as_str(),
+            );
+        }
+        self.jetstream
+            .publish_with_headers(
+                dead_letter_subject(&letter.subject),
+                headers,
+                letter.payload.clone().into(),
+            )
+            .await?
+            .await?;
+        Ok(())
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let single_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match single_line.char_indices().nth(max) {
+        Some((index, _)) => single_line[..index].to_string(),
+        None => single_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nak_delay_doubles_per_delivery_up_to_the_cap() {
+        let config = ConsumerConfig::new("c", StreamKind::Users);
+        assert_eq!(config.nak_delay_after(1), Duration::from_millis(200));
+        assert_eq!(config.nak_delay_after(2), Duration::from_millis(400));
+        assert_eq!(config.nak_delay_after(3), Duration::from_millis(800));
+        assert_eq!(config.nak_delay_after(40), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn dead_letter_error_header_is_one_bounded_line() {
+        assert_eq!(truncate("a\nb", 10), "a b");
+        assert_eq!(truncate(&"x".repeat(600), 512).len(), 512);
+    }
+}
