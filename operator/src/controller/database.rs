@@ -1,0 +1,740 @@
+//! The `Database` controller: fetch/dereference → validate → build → apply → provision → status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use kube::api::{DeleteParams, ListParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Api, Resource, ResourceExt};
+
+use super::server_access::{
+    ensure_workload, prepare_workload, read_admin_login, secret_value, server_engine,
+    workload_admin, workload_waiting,
+};
+use super::{Context, object_key};
+use crate::apply::{apply, apply_status};
+use crate::build::{AllowedClient, CredentialsSecretInput, Workload, credentials_secret};
+use crate::crd::{
+    Database, DatabaseServer, DatabaseStatus, DeletionPolicy, Endpoint, Engine, TlsMode,
+};
+use crate::engine::{AdminConnection, AnyEngine, Engine as _, ProvisionReport, ServerNames};
+use crate::error::Error;
+use crate::metrics::Phase;
+use crate::names::{MONGODB_DATABASE_LIMIT, POSTGRES_IDENTIFIER_LIMIT, derive_server_name};
+use crate::password::Password;
+use crate::status::{condition, find, types, upsert};
+use crate::uri::LoginParts;
+use crate::validate::{self, Placement, ServerKind, ValidDatabase};
+
+/// Finalizer guarding the database and role on the server.
+pub const FINALIZER: &str = "silo.dev/database-cleanup";
+/// Setting this annotation to a new value rotates the password.
+pub const ROTATE_ANNOTATION: &str = "silo.dev/rotate";
+const CONTROLLER: &str = "database";
+const WAITING_REQUEUE: Duration = Duration::from_secs(15);
+
+/// Reconciles one `Database`.
+pub async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let key = object_key(db.as_ref());
+    let namespace = db.namespace().unwrap_or_default();
+    let api = Api::<Database>::namespaced(ctx.client.clone(), &namespace);
+    let context = ctx.as_ref();
+    let api_ref = &api;
+    let result = finalizer(&api, FINALIZER, db, |event| async move {
+        match event {
+            FinalizerEvent::Apply(db) => apply_database(&db, context, api_ref).await,
+            FinalizerEvent::Cleanup(db) => cleanup(&db, context, api_ref).await,
+        }
+    })
+    .await
+    .map_err(Error::from);
+    ctx.metrics.reconciled(
+        CONTROLLER,
+        started.elapsed(),
+        result.as_ref().err().map(Error::reason),
+    );
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
+    result
+}
+
+/// How far a provisioning pass got.
+enum Outcome {
+    /// Provisioned and measured; check again after this long.
+    Done { ready: bool, requeue: Duration },
+    /// Waiting for the server.
+    Waiting,
+}
+
+async fn apply_database(
+    db: &Database,
+    ctx: &Context,
+    api: &Api<Database>,
+) -> Result<Action, Error> {
+    let key = object_key(db);
+    let mut status = db.status.clone().unwrap_or_default();
+    let generation = db.metadata.generation;
+    let previous_ready = find(&status.conditions, types::READY).cloned();
+    match provision(db, ctx, api, &mut status).await {
+        Ok(Outcome::Done { ready, requeue }) => {
+            status.observed_generation = generation;
+            apply_status(api, &db.name_any(), &status).await?;
+            ctx.metrics
+                .set_phase(&key, Some(if ready { Phase::Ready } else { Phase::Failed }));
+            Ok(Action::requeue(if ready {
+                requeue
+            } else {
+                WAITING_REQUEUE
+            }))
+        }
+        Ok(Outcome::Waiting) => {
+            status.observed_generation = generation;
+            apply_status(api, &db.name_any(), &status).await?;
+            ctx.metrics.set_phase(&key, Some(Phase::Pending));
+            Ok(Action::requeue(WAITING_REQUEUE))
+        }
+        Err(error) => {
+            let prior = status.conditions.clone();
+            upsert(
+                &mut status.conditions,
+                condition(
+                    &prior,
+                    types::READY,
+                    false,
+                    error.reason(),
+                    error.to_string(),
+                    generation,
+                ),
+            );
+            status.observed_generation = generation;
+            if let Err(e) = apply_status(api, &db.name_any(), &status).await {
+                tracing::warn!(error = %e, "cannot write Database status");
+            }
+            let changed = previous_ready
+                .is_none_or(|c| c.reason != error.reason() || c.message != error.to_string());
+            if changed {
+                ctx.publish(
+                    &db.object_ref(&()),
+                    true,
+                    error.reason(),
+                    "Reconcile",
+                    error.to_string(),
+                )
+                .await;
+            }
+            let phase = match error {
+                Error::InvalidSpec(_) => Phase::Invalid,
+                _ => Phase::Failed,
+            };
+            ctx.metrics.set_phase(&key, Some(phase));
+            Err(error)
+        }
+    }
+}
+
+/// Isolation that applies to a database, for `NetworkIsolated`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isolation {
+    Dedicated,
+    Shared,
+    External,
+}
+
+/// A usable server.
+struct ServerAccess {
+    engine: AnyEngine,
+    host: String,
+    port: u16,
+    tls: TlsMode,
+    isolation: Isolation,
+}
+
+enum ServerState {
+    Usable(Box<ServerAccess>),
+    Waiting {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+fn name_limit(engine: Engine) -> usize {
+    match engine {
+        Engine::Postgres => POSTGRES_IDENTIFIER_LIMIT,
+        Engine::Mongodb => MONGODB_DATABASE_LIMIT,
+    }
+}
+
+/// The names on the server: recorded ones if any, otherwise derived.
+fn server_names(db: &Database, status: &DatabaseStatus) -> ServerNames {
+    let derived = derive_server_name(
+        &db.namespace().unwrap_or_default(),
+        &db.name_any(),
+        name_limit(db.spec.engine),
+    );
+    ServerNames {
+        database: status
+            .database_name
+            .clone()
+            .unwrap_or_else(|| derived.clone()),
+        role: status.role_name.clone().unwrap_or(derived),
+    }
+}
+
+async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<ServerState, Error> {
+    let server = Api::<DatabaseServer>::all(ctx.client.clone())
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| Error::ServerNotFound(name.to_string()))?;
+    if server.spec.engine != engine {
+        return Err(Error::InvalidSpec(format!(
+            "spec.engine is {} but DatabaseServer {name} runs {}; use a server of the same engine",
+            engine.as_str(),
+            server.spec.engine.as_str()
+        )));
+    }
+    match validate::server(&server) {
+        Err(_) => Ok(ServerState::Waiting {
+            reason: "ServerInvalid",
+            message: format!("DatabaseServer {name} has an invalid spec; see its status"),
+        }),
+        Ok(ServerKind::External(external)) => {
+            let (username, password) = read_admin_login(
+                ctx,
+                &external.admin_secret_ref.namespace,
+                &external.admin_secret_ref.name,
+            )
+            .await?;
+            let tls = external.tls.as_ref().map(|t| t.mode).unwrap_or_default();
+            let port = external.port.unwrap_or(engine.default_port());
+            let admin = AdminConnection {
+                host: external.host.clone(),
+                port,
+                username,
+                password,
+                tls,
+            };
+            Ok(ServerState::Usable(Box::new(ServerAccess {
+                engine: server_engine(ctx, engine, admin)?,
+                host: external.host,
+                port,
+                tls,
+                isolation: Isolation::External,
+            })))
+        }
+        Ok(ServerKind::Managed(managed)) => {
+            let ready = server
+                .status
+                .as_ref()
+                .is_some_and(|s| crate::status::is_true(&s.conditions, types::READY));
+            if !ready {
+                return Ok(ServerState::Waiting {
+                    reason: "WaitingForServer",
+                    message: format!("DatabaseServer {name} is not Ready yet"),
+                });
+            }
+            let workload = Workload::managed(&server, &managed).ok_or_else(|| {
+                Error::ServerNotReady(format!("DatabaseServer {name} has no uid yet"))
+            })?;
+            let admin = workload_admin(ctx, &workload).await?;
+            Ok(ServerState::Usable(Box::new(ServerAccess {
+                engine: server_engine(ctx, engine, admin)?,
+                host: workload.host(),
+                port: workload.port(),
+                tls: TlsMode::Disable,
+                isolation: Isolation::Shared,
+            })))
+        }
+    }
+}
+
+async fn resolve_server(
+    db: &Database,
+    valid: &ValidDatabase,
+    ctx: &Context,
+) -> Result<ServerState, Error> {
+    match &valid.placement {
+        Placement::Shared(name) => shared_server(ctx, name, valid.engine).await,
+        Placement::Dedicated(spec) => {
+            let workload = Workload::dedicated(db, spec).ok_or_else(|| {
+                Error::ServerNotReady("the Database has no uid or namespace yet".into())
+            })?;
+            let client = AllowedClient {
+                namespace: workload.namespace.clone(),
+                owner: valid.owner.clone(),
+            };
+            ensure_workload(ctx, &workload, &[client]).await?;
+            if let Some(message) = workload_waiting(ctx, &workload).await? {
+                return Ok(ServerState::Waiting {
+                    reason: "WaitingForServer",
+                    message,
+                });
+            }
+            let admin = workload_admin(ctx, &workload).await?;
+            let engine = server_engine(ctx, valid.engine, admin)?;
+            prepare_workload(&engine, &workload).await?;
+            Ok(ServerState::Usable(Box::new(ServerAccess {
+                engine,
+                host: workload.host(),
+                port: workload.port(),
+                tls: TlsMode::Disable,
+                isolation: Isolation::Dedicated,
+            })))
+        }
+    }
+}
+
+/// Why the password changes in this pass.
+#[derive(Debug, PartialEq, Eq)]
+enum Rotation {
+    Annotation,
+    Schedule,
+}
+
+fn rotation_due(
+    db: &Database,
+    status: &DatabaseStatus,
+    rotate_every: Option<Duration>,
+    now: jiff::Timestamp,
+) -> Option<Rotation> {
+    let requested = db.annotations().get(ROTATE_ANNOTATION);
+    if requested.is_some() && requested != status.rotation_token.as_ref() {
+        return Some(Rotation::Annotation);
+    }
+    let last: jiff::Timestamp = status.last_rotation.as_deref()?.parse().ok()?;
+    let every = rotate_every?;
+    let elapsed = now.duration_since(last);
+    (elapsed >= jiff::SignedDuration::try_from(every).ok()?).then_some(Rotation::Schedule)
+}
+
+fn time_until_rotation(
+    status: &DatabaseStatus,
+    rotate_every: Option<Duration>,
+    now: jiff::Timestamp,
+) -> Option<Duration> {
+    let last: jiff::Timestamp = status.last_rotation.as_deref()?.parse().ok()?;
+    let due = last
+        .checked_add(jiff::SignedDuration::try_from(rotate_every?).ok()?)
+        .ok()?;
+    Duration::try_from(due.duration_since(now)).ok()
+}
+
+/// The password in the credentials Secret, if the Secret exists and belongs to this Database.
+async fn current_password(
+    ctx: &Context,
+    db: &Database,
+    secret_name: &str,
+) -> Result<Option<Password>, Error> {
+    let namespace = db.namespace().unwrap_or_default();
+    let Some(secret) = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(secret_name)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let ours = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| Some(&r.uid) == db.metadata.uid.as_ref());
+    if !ours {
+        return Err(Error::InvalidSpec(format!(
+            "spec.credentials.secretName: Secret {secret_name} already exists and does not belong to this Database; choose another name or delete that Secret"
+        )));
+    }
+    Ok(secret_value(&secret, "password").map(Password::from_secret_value))
+}
+
+async fn provision(
+    db: &Database,
+    ctx: &Context,
+    api: &Api<Database>,
+    status: &mut DatabaseStatus,
+) -> Result<Outcome, Error> {
+    let generation = db.metadata.generation;
+    let valid = validate::database(db)?;
+    let namespace = db.namespace().unwrap_or_default();
+    let prior = status.conditions.clone();
+    let set =
+        |status: &mut DatabaseStatus, type_: &str, ok: bool, reason: &str, message: String| {
+            upsert(
+                &mut status.conditions,
+                condition(&prior, type_, ok, reason, message, generation),
+            );
+        };
+
+    let access = match resolve_server(db, &valid, ctx).await? {
+        ServerState::Usable(access) => access,
+        ServerState::Waiting { reason, message } => {
+            set(status, types::SERVER_READY, false, reason, message.clone());
+            set(status, types::READY, false, reason, message);
+            return Ok(Outcome::Waiting);
+        }
+    };
+    set(
+        status,
+        types::SERVER_READY,
+        true,
+        "ServerReady",
+        "the server is reachable".into(),
+    );
+
+    // Record what this database is bound to before anything exists on the server, so that an
+    // interrupted pass resumes with the same names.
+    let names = server_names(db, status);
+    if status.database_name.is_none() || status.bound_engine.is_none() {
+        status.bound_engine = Some(valid.engine);
+        status.bound_server = Some(valid.placement.binding());
+        status.database_name = Some(names.database.clone());
+        status.role_name = Some(names.role.clone());
+        apply_status(api, &db.name_any(), &*status).await?;
+    }
+
+    let now = jiff::Timestamp::now();
+    let existing = current_password(ctx, db, &valid.secret_name).await?;
+    let rotation = rotation_due(db, status, valid.rotate_every, now);
+    let (password, set_password) = match (existing, &rotation) {
+        (Some(password), None) => (password, false),
+        _ => (Password::generate(), true),
+    };
+
+    let report = access
+        .engine
+        .provision(&names, &password, set_password)
+        .await?;
+    set(
+        status,
+        types::PROVISIONED,
+        true,
+        "Provisioned",
+        format!("database {} owned by role {}", names.database, names.role),
+    );
+
+    let owner_reference = db
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::ServerNotReady("the Database has no uid yet".into()))?;
+    let secret = credentials_secret(&CredentialsSecretInput {
+        name: &valid.secret_name,
+        namespace: &namespace,
+        database_resource: &db.name_any(),
+        owner: &valid.owner,
+        owner_reference: &owner_reference,
+        login: LoginParts {
+            engine: valid.engine,
+            username: &names.role,
+            password: password.expose(),
+            host: &access.host,
+            port: access.port,
+            database: &names.database,
+            tls: access.tls,
+        },
+    })?;
+    apply(&ctx.client, &secret).await?;
+    set(
+        status,
+        types::CREDENTIALS_READY,
+        true,
+        "SecretWritten",
+        format!(
+            "Secret {} holds a login that was checked against the server",
+            valid.secret_name
+        ),
+    );
+
+    publish_report(ctx, db, &report, rotation.as_ref()).await;
+    if report.password_set {
+        status.last_rotation = Some(now.to_string());
+    }
+    status.rotation_token = db.annotations().get(ROTATE_ANNOTATION).cloned();
+
+    let (isolated, reason, message) = match access.isolation {
+        Isolation::Dedicated => (
+            true,
+            "Dedicated",
+            format!("the server runs for this database alone and admits only pods labelled silo.dev/service={}", valid.owner),
+        ),
+        Isolation::Shared => (
+            false,
+            "Shared",
+            "the server is shared: its NetworkPolicy admits the owners of all databases on it, so isolation is by database privileges only".to_string(),
+        ),
+        Isolation::External => (
+            false,
+            "External",
+            "the server is external: the operator cannot restrict network access to it; isolation is by database privileges only".to_string(),
+        ),
+    };
+    set(status, types::NETWORK_ISOLATED, isolated, reason, message);
+
+    let verified = report.access_verified();
+    if verified {
+        set(
+            status,
+            types::ACCESS_VERIFIED,
+            true,
+            "Measured",
+            format!(
+                "the server's catalog shows that only role {} (and the admin) can reach the database",
+                names.role
+            ),
+        );
+    } else {
+        set(
+            status,
+            types::ACCESS_VERIFIED,
+            false,
+            "ForeignAccess",
+            format!(
+                "still able to reach the database after repair: {}",
+                report.remaining_access.join(", ")
+            ),
+        );
+    }
+    if verified {
+        set(
+            status,
+            types::READY,
+            true,
+            "Ready",
+            format!("credentials are in Secret {}", valid.secret_name),
+        );
+    } else {
+        set(
+            status,
+            types::READY,
+            false,
+            "ForeignAccess",
+            "other logins can reach the database".into(),
+        );
+    }
+    status.endpoint = Some(Endpoint {
+        host: access.host.clone(),
+        port: access.port,
+        database: names.database.clone(),
+    });
+    status.secret_name = Some(valid.secret_name.clone());
+
+    let requeue = time_until_rotation(status, valid.rotate_every, now).map_or(
+        ctx.config.drift_interval,
+        |until| {
+            until
+                .max(Duration::from_secs(1))
+                .min(ctx.config.drift_interval)
+        },
+    );
+    Ok(Outcome::Done {
+        ready: verified,
+        requeue,
+    })
+}
+
+async fn publish_report(
+    ctx: &Context,
+    db: &Database,
+    report: &ProvisionReport,
+    rotation: Option<&Rotation>,
+) {
+    let reference = db.object_ref(&());
+    if report.role_created || report.database_created {
+        ctx.publish(
+            &reference,
+            false,
+            "Provisioned",
+            "Provision",
+            "database and role created on the server".into(),
+        )
+        .await;
+    }
+    for repair in &report.repaired {
+        ctx.publish(&reference, true, "DriftRepaired", "Repair", repair.clone())
+            .await;
+    }
+    if let Some(rotation) = rotation {
+        let cause = match rotation {
+            Rotation::Annotation => "requested with the silo.dev/rotate annotation",
+            Rotation::Schedule => "spec.credentials.rotateEvery elapsed",
+        };
+        ctx.publish(
+            &reference,
+            false,
+            "PasswordRotated",
+            "Rotate",
+            format!("a new password was set and written to the Secret ({cause}); restart the service to use it"),
+        )
+        .await;
+    }
+}
+
+async fn cleanup(db: &Database, ctx: &Context, api: &Api<Database>) -> Result<Action, Error> {
+    let key = object_key(db);
+    let reference = db.object_ref(&());
+    let status = db.status.clone().unwrap_or_default();
+    let result = deprovision(db, ctx, &status).await;
+    match result {
+        Ok(note) => {
+            ctx.metrics.set_phase(&key, None);
+            if let Some(note) = note {
+                ctx.publish(&reference, false, "Deprovisioned", "Delete", note)
+                    .await;
+            }
+            Ok(Action::await_change())
+        }
+        Err(error) => {
+            let mut status = status;
+            let prior = status.conditions.clone();
+            let message = format!("deleting the database on the server failed: {error}");
+            upsert(
+                &mut status.conditions,
+                condition(
+                    &prior,
+                    types::READY,
+                    false,
+                    "DeletionFailed",
+                    message.clone(),
+                    db.metadata.generation,
+                ),
+            );
+            if let Err(e) = apply_status(api, &db.name_any(), &status).await {
+                tracing::warn!(error = %e, "cannot write Database status");
+            }
+            ctx.publish(&reference, true, "DeletionFailed", "Delete", message)
+                .await;
+            Err(error)
+        }
+    }
+}
+
+/// Removes what lives outside Kubernetes; returns a note for the Event, if anything happened.
+async fn deprovision(
+    db: &Database,
+    ctx: &Context,
+    status: &DatabaseStatus,
+) -> Result<Option<String>, Error> {
+    let (Some(database), Some(role)) = (status.database_name.clone(), status.role_name.clone())
+    else {
+        // Nothing was ever created on a server.
+        return Ok(None);
+    };
+    if db.spec.deletion_policy == DeletionPolicy::Retain {
+        return Ok(Some(format!(
+            "deletionPolicy Retain: database {database} and role {role} are kept on the server"
+        )));
+    }
+    let names = ServerNames { database, role };
+    match status.bound_server.as_deref() {
+        Some(bound) if bound.starts_with("serverRef/") => {
+            let server = bound.trim_start_matches("serverRef/");
+            match shared_server(ctx, server, status.bound_engine.unwrap_or(db.spec.engine)).await? {
+                ServerState::Usable(access) => access.engine.deprovision(&names).await?,
+                ServerState::Waiting { message, .. } => return Err(Error::ServerNotReady(message)),
+            }
+            Ok(Some(format!(
+                "deletionPolicy Delete: database {} and role {} dropped",
+                names.database, names.role
+            )))
+        }
+        _ => {
+            // A dedicated server holds nothing else: deleting its volume deletes the data.
+            let Some(spec) = db.spec.server.dedicated.as_ref() else {
+                return Ok(None);
+            };
+            let Some(workload) = Workload::dedicated(db, spec) else {
+                return Ok(None);
+            };
+            let selector = workload
+                .selector_labels()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &workload.namespace)
+                .delete_collection(
+                    &DeleteParams::background(),
+                    &ListParams::default().labels(&selector),
+                )
+                .await?;
+            Ok(Some(format!(
+                "deletionPolicy Delete: volumes of the dedicated server {} deleted",
+                workload.name
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{DatabaseSpec, ServerBinding};
+
+    fn database() -> Database {
+        Database::new(
+            "users",
+            DatabaseSpec {
+                engine: Engine::Postgres,
+                owner: "user-service".into(),
+                server: ServerBinding {
+                    server_ref: Some("pg".into()),
+                    dedicated: None,
+                },
+                deletion_policy: DeletionPolicy::Retain,
+                credentials: Default::default(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_new_annotation_value_requests_rotation_once() {
+        let mut db = database();
+        db.annotations_mut()
+            .insert(ROTATE_ANNOTATION.into(), "1".into());
+        let now = jiff::Timestamp::now();
+        let mut status = DatabaseStatus::default();
+        assert_eq!(
+            rotation_due(&db, &status, None, now),
+            Some(Rotation::Annotation)
+        );
+        status.rotation_token = Some("1".into());
+        assert_eq!(rotation_due(&db, &status, None, now), None);
+    }
+
+    #[test]
+    fn rotation_is_due_when_the_period_has_elapsed() {
+        let db = database();
+        let now = jiff::Timestamp::now();
+        let status = DatabaseStatus {
+            last_rotation: Some((now - jiff::SignedDuration::from_hours(2)).to_string()),
+            ..Default::default()
+        };
+        let hour = Some(Duration::from_secs(3600));
+        let day = Some(Duration::from_secs(86400));
+        assert_eq!(
+            rotation_due(&db, &status, hour, now),
+            Some(Rotation::Schedule)
+        );
+        assert_eq!(rotation_due(&db, &status, day, now), None);
+        let until = time_until_rotation(&status, day, now).unwrap();
+        assert!(until > Duration::from_secs(21 * 3600) && until <= Duration::from_secs(22 * 3600));
+    }
+
+    #[test]
+    fn recorded_names_win_over_derivation() {
+        let mut db = database();
+        db.metadata.namespace = Some("shop".into());
+        let status = DatabaseStatus {
+            database_name: Some("recorded_db".into()),
+            role_name: Some("recorded_role".into()),
+            ..Default::default()
+        };
+        let names = server_names(&db, &status);
+        assert_eq!(names.database, "recorded_db");
+        assert_eq!(names.role, "recorded_role");
+        assert_eq!(
+            server_names(&db, &DatabaseStatus::default()).role,
+            "shop_users"
+        );
+    }
+}

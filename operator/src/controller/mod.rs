@@ -1,0 +1,252 @@
+//! The controllers: wiring, shared context and the error policy.
+
+pub mod database;
+mod server;
+mod server_access;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+
+use crate::crd::{Database, DatabaseServer};
+use crate::engine::postgres::PoolCache;
+use crate::error::Error;
+use crate::metrics::Metrics;
+
+pub use server_access::server_engine;
+
+/// How the controllers run.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Watch `Database`s in this namespace only (all namespaces when `None`).
+    pub namespace: Option<String>,
+    /// Reconcile only `DatabaseServer`s matching this label selector.
+    pub server_selector: Option<String>,
+    /// The operator's own namespace: server NetworkPolicies admit it.
+    pub operator_namespace: String,
+    /// Reconciles run at once, per controller.
+    pub concurrency: u16,
+    /// How often a healthy object is checked again for drift.
+    pub drift_interval: Duration,
+    /// Longest wait between retries of a failing object.
+    pub max_backoff: Duration,
+    /// Connections per server admin pool.
+    pub admin_pool_size: u32,
+    /// This replica's name in Events.
+    pub instance: Option<String>,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            server_selector: None,
+            operator_namespace: "silo-system".to_string(),
+            concurrency: 16,
+            drift_interval: Duration::from_secs(300),
+            max_backoff: Duration::from_secs(300),
+            admin_pool_size: 8,
+            instance: None,
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Settings.
+    pub config: OperatorConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Admin connection pools.
+    pub pools: PoolCache,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for `client` and `config`.
+    pub fn new(client: Client, config: OperatorConfig, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: "silo-operator".to_string(),
+            instance: config.instance.clone(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics,
+            pools: PoolCache::default(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an Event about `reference`; a failure to publish is logged, not fatal.
+    pub async fn publish(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the failure streak of `key` after a success.
+    pub fn succeeded(&self, key: &str) {
+        self.failures().remove(key);
+    }
+
+    /// The wait before retrying `key` after another failure: doubling from 1s, capped.
+    pub fn next_backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures();
+        let streak = failures.entry(key.to_string()).or_insert(0);
+        *streak = streak.saturating_add(1);
+        backoff_for(*streak, self.config.max_backoff)
+    }
+}
+
+/// Exponential backoff for the `streak`-th consecutive failure, capped at `max`.
+pub fn backoff_for(streak: u32, max: Duration) -> Duration {
+    let exponent = streak.saturating_sub(1).min(16);
+    Duration::from_secs(1u64 << exponent).min(max)
+}
+
+/// A stable key for per-object bookkeeping.
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Invalid specs wait for the user to change them; everything else backs off per object.
+fn error_policy<K>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    match error {
+        Error::InvalidSpec(_) => Action::await_change(),
+        _ => Action::requeue(ctx.next_backoff(&object_key(obj.as_ref()))),
+    }
+}
+
+/// Runs both controllers until aborted.
+pub async fn run_controllers(client: Client, config: OperatorConfig) {
+    let (_keep_running, shutdown) = watch::channel(false);
+    run_controllers_with(client, config, Arc::new(Metrics::default()), shutdown).await;
+}
+
+/// Runs both controllers until `shutdown` turns true, then lets running reconciles finish.
+pub async fn run_controllers_with(
+    client: Client,
+    config: OperatorConfig,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new(Context::new(client.clone(), config.clone(), metrics));
+    let controller_config = ControllerConfig::default().concurrency(config.concurrency);
+    let (databases, secrets, statefulsets) = match &config.namespace {
+        Some(ns) => (
+            Api::<Database>::namespaced(client.clone(), ns),
+            Api::<Secret>::namespaced(client.clone(), ns),
+            Api::<StatefulSet>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::<Database>::all(client.clone()),
+            Api::<Secret>::all(client.clone()),
+            Api::<StatefulSet>::all(client.clone()),
+        ),
+    };
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=silo");
+    let database_controller = Controller::new(databases.clone(), watcher::Config::default())
+        .owns(secrets, owned.clone())
+        .owns(statefulsets, owned.clone())
+        .with_config(controller_config.clone())
+        .graceful_shutdown_on(wait_for(shutdown.clone()))
+        .run(database::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "database reconcile did not finish");
+            }
+        });
+
+    let mut server_watch = watcher::Config::default();
+    if let Some(selector) = &config.server_selector {
+        server_watch = server_watch.labels(selector);
+    }
+    let server_statefulsets = Api::<StatefulSet>::all(client.clone());
+    let server_controller =
+        Controller::new(Api::<DatabaseServer>::all(client.clone()), server_watch)
+            .owns(server_statefulsets, owned)
+            // A shared server's NetworkPolicy admits the owners of the databases on it.
+            .watches(databases, watcher::Config::default(), |db: Database| {
+                db.spec
+                    .server
+                    .server_ref
+                    .map(|name| ObjectRef::<DatabaseServer>::new(&name))
+            })
+            .with_config(controller_config)
+            .graceful_shutdown_on(wait_for(shutdown))
+            .run(server::reconcile, error_policy, ctx)
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "server reconcile did not finish");
+                }
+            });
+    futures::join!(database_controller, server_controller);
+}
+
+async fn wait_for(mut shutdown: watch::Receiver<bool>) {
+    // A dropped sender means nobody can ask for shutdown any more: run until aborted.
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_failure_and_is_capped() {
+        let max = Duration::from_secs(300);
+        assert_eq!(backoff_for(1, max), Duration::from_secs(1));
+        assert_eq!(backoff_for(2, max), Duration::from_secs(2));
+        assert_eq!(backoff_for(5, max), Duration::from_secs(16));
+        assert_eq!(backoff_for(40, max), max);
+    }
+}

@@ -1,0 +1,433 @@
+//! PostgreSQL provisioning with sqlx, connected as the server's administrator.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
+
+use super::sql_quote::{quote_ident, quote_literal};
+use super::{AdminConnection, Engine, EngineError, ProvisionReport, ServerNames};
+use crate::crd::TlsMode;
+use crate::password::Password;
+use crate::scram;
+
+/// The database the admin connects to for server-wide statements.
+const MAINTENANCE_DATABASE: &str = "postgres";
+const DUPLICATE_OBJECT: &str = "42710";
+const DUPLICATE_DATABASE: &str = "42P04";
+
+/// Admin connection pools shared by every reconcile, one per server login.
+#[derive(Default)]
+pub struct PoolCache {
+    pools: Mutex<HashMap<String, PgPool>>,
+}
+
+impl PoolCache {
+    /// A pool for `admin`, created lazily (no connection is made until first use).
+    pub fn pool(&self, admin: &AdminConnection, max_connections: u32) -> PgPool {
+        // The key includes a digest of the password so that a changed admin Secret gets a new pool.
+        let key = format!(
+            "{}:{}/{}/{}",
+            admin.host,
+            admin.port,
+            admin.username,
+            password_digest(&admin.password)
+        );
+        let mut pools = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pools
+            .entry(key)
+            .or_insert_with(|| {
+                PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_lazy_with(connect_options(admin, MAINTENANCE_DATABASE))
+            })
+            .clone()
+    }
+}
+
+fn password_digest(password: &Password) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(password.expose().as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn ssl_mode(tls: TlsMode) -> PgSslMode {
+    match tls {
+        TlsMode::Disable => PgSslMode::Disable,
+        TlsMode::Require => PgSslMode::Require,
+        TlsMode::VerifyFull => PgSslMode::VerifyFull,
+    }
+}
+
+/// Connection options with statement logging off: statements carry password verifiers.
+fn connect_options(admin: &AdminConnection, database: &str) -> PgConnectOptions {
+    PgConnectOptions::new()
+        .host(&admin.host)
+        .port(admin.port)
+        .username(&admin.username)
+        .password(admin.password.expose())
+        .database(database)
+        .ssl_mode(ssl_mode(admin.tls))
+        .application_name("silo-operator")
+        .disable_statement_logging()
+}
+
+/// Provisions on one PostgreSQL server.
+pub struct PostgresEngine {
+    admin: AdminConnection,
+    pool: PgPool,
+}
+
+impl PostgresEngine {
+    /// An engine using `pool` for server-wide statements as `admin`.
+    pub fn new(admin: AdminConnection, pool: PgPool) -> Self {
+        Self { admin, pool }
+    }
+
+    async fn role_exists(&self, role: &str) -> Result<Option<RoleFlags>, EngineError> {
+        let row = sqlx::query(
+            "SELECT rolcanlogin, rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls AS elevated \
+             FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(role)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(command("reading the role"))?;
+        Ok(row.map(|r| RoleFlags {
+            can_login: r.get("rolcanlogin"),
+            elevated: r.get("elevated"),
+        }))
+    }
+
+    async fn set_password(&self, role: &str, password: &Password) -> Result<(), EngineError> {
+        let statement = format!(
+            "ALTER ROLE {} PASSWORD {}",
+            quote_ident(role)?,
+            quote_literal(&scram::verifier(password.expose()))?
+        );
+        sqlx::raw_sql(&statement)
+            .execute(&self.pool)
+            .await
+            .map_err(command("setting the role's password"))?;
+        Ok(())
+    }
+
+    /// Creates the role with `password` unless it exists; returns whether it created it.
+    async fn ensure_role(
+        &self,
+        role: &str,
+        password: &Password,
+        report: &mut ProvisionReport,
+    ) -> Result<bool, EngineError> {
+        match self.role_exists(role).await? {
+            None => {
+                let statement = format!(
+                    "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}",
+                    quote_ident(role)?,
+                    quote_literal(&scram::verifier(password.expose()))?
+                );
+                match sqlx::raw_sql(&statement).execute(&self.pool).await {
+                    Ok(_) => Ok(true),
+                    // Created concurrently (an earlier, interrupted reconcile): it exists now.
+                    Err(e) if sql_state(&e).as_deref() == Some(DUPLICATE_OBJECT) => Ok(false),
+                    Err(e) => Err(command("creating the role")(e)),
+                }
+            }
+            Some(flags) => {
+                if !flags.can_login || flags.elevated {
+                    let statement = format!(
+                        "ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
+                        quote_ident(role)?
+                    );
+                    sqlx::raw_sql(&statement)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(command("restoring the role's attributes"))?;
+                    report
+                        .repaired
+                        .push(format!("role {role} had its attributes changed; restored LOGIN without extra privileges"));
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Creates the database owned by `role` unless it exists; fixes its owner if it changed.
+    async fn ensure_database(
+        &self,
+        names: &ServerNames,
+        report: &mut ProvisionReport,
+    ) -> Result<bool, EngineError> {
+        let owner: Option<String> = sqlx::query_scalar(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+        )
+        .bind(&names.database)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(command("reading the database"))?;
+        let database = quote_ident(&names.database)?;
+        let role = quote_ident(&names.role)?;
+        match owner {
+            None => {
+                let statement = format!("CREATE DATABASE {database} OWNER {role}");
+                match sqlx::raw_sql(&statement).execute(&self.pool).await {
+                    Ok(_) => {}
+                    Err(e) if sql_state(&e).as_deref() == Some(DUPLICATE_DATABASE) => {
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(command("creating the database")(e)),
+                }
+                // A new database lets PUBLIC connect; close that before anyone can use it.
+                let statement = format!("REVOKE ALL ON DATABASE {database} FROM PUBLIC");
+                sqlx::raw_sql(&statement)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(command("revoking PUBLIC access to the database"))?;
+                Ok(true)
+            }
+            Some(owner) if owner != names.role => {
+                let statement = format!("ALTER DATABASE {database} OWNER TO {role}");
+                sqlx::raw_sql(&statement)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(command("restoring the database owner"))?;
+                report.repaired.push(format!(
+                    "database owner was {owner}; restored to {}",
+                    names.role
+                ));
+                Ok(false)
+            }
+            Some(_) => Ok(false),
+        }
+    }
+
+    /// Revokes every database privilege held by anyone but the owner and the admin, and every
+    /// membership in the owner role.
+    async fn revoke_foreign_access(
+        &self,
+        names: &ServerNames,
+        report: &mut ProvisionReport,
+    ) -> Result<(), EngineError> {
+        let grantees: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END \
+             FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a \
+             WHERE d.datname = $1 AND a.grantee <> d.datdba",
+        )
+        .bind(&names.database)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(command("reading the database's privileges"))?;
+        let database = quote_ident(&names.database)?;
+        for grantee in grantees.into_iter().filter(|g| g != &self.admin.username) {
+            let target = if grantee == "PUBLIC" {
+                "PUBLIC".to_string()
+            } else {
+                quote_ident(&grantee)?
+            };
+            let statement = format!("REVOKE ALL ON DATABASE {database} FROM {target}");
+            sqlx::raw_sql(&statement)
+                .execute(&self.pool)
+                .await
+                .map_err(command("revoking a privilege on the database"))?;
+            report
+                .repaired
+                .push(format!("revoked privileges on the database from {grantee}"));
+        }
+        let members: Vec<String> = sqlx::query_scalar(
+            "SELECT m.rolname::text FROM pg_auth_members am \
+             JOIN pg_roles m ON m.oid = am.member JOIN pg_roles r ON r.oid = am.roleid \
+             WHERE r.rolname = $1 AND m.rolname <> $2",
+        )
+        .bind(&names.role)
+        .bind(&self.admin.username)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(command("reading members of the role"))?;
+        let role = quote_ident(&names.role)?;
+        for member in members {
+            let statement = format!("REVOKE {role} FROM {}", quote_ident(&member)?);
+            sqlx::raw_sql(&statement)
+                .execute(&self.pool)
+                .await
+                .map_err(command("revoking membership in the role"))?;
+            report.repaired.push(format!(
+                "revoked membership in role {} from {member}",
+                names.role
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every login role, other than the owner, the admin and superusers, that the catalog says
+    /// can connect to, create in, or make temporary tables in the database.
+    async fn measure_foreign_access(
+        &self,
+        names: &ServerNames,
+    ) -> Result<Vec<String>, EngineError> {
+        sqlx::query_scalar(
+            "SELECT r.rolname::text FROM pg_roles r \
+             WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> $2 AND r.rolname <> $3 \
+             AND (has_database_privilege(r.oid, $1, 'CONNECT') \
+               OR has_database_privilege(r.oid, $1, 'CREATE') \
+               OR has_database_privilege(r.oid, $1, 'TEMPORARY')) \
+             ORDER BY 1",
+        )
+        .bind(&names.database)
+        .bind(&names.role)
+        .bind(&self.admin.username)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(command("measuring access to the database"))
+    }
+
+    /// Inside the database: the owner owns schema `public` and PUBLIC cannot create in it.
+    async fn secure_public_schema(&self, names: &ServerNames) -> Result<(), EngineError> {
+        // A one-connection pool: sqlx's `&mut PgConnection` executor trips the Send check of
+        // trait futures, `&PgPool` does not.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options(&self.admin, &names.database))
+            .await
+            .map_err(|e| EngineError::AdminConnect(e.to_string()))?;
+        let statement = format!(
+            "ALTER SCHEMA public OWNER TO {}; REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+            quote_ident(&names.role)?
+        );
+        let result = sqlx::raw_sql(&statement)
+            .execute(&pool)
+            .await
+            .map_err(command("securing schema public"));
+        pool.close().await;
+        result.map(|_| ())
+    }
+
+    /// Whether the role can log in to its database with `password`.
+    async fn can_log_in(&self, names: &ServerNames, password: &Password) -> bool {
+        let options = connect_options(&self.admin, &names.database)
+            .username(&names.role)
+            .password(password.expose());
+        match PgConnection::connect_with(&options).await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+struct RoleFlags {
+    can_login: bool,
+    elevated: bool,
+}
+
+fn sql_state(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+fn command(action: &'static str) -> impl Fn(sqlx::Error) -> EngineError {
+    move |e| match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            EngineError::AdminConnect(e.to_string())
+        }
+        other => EngineError::Command {
+            action,
+            message: other.to_string(),
+        },
+    }
+}
+
+impl Engine for PostgresEngine {
+    async fn server_version(&self) -> Result<String, EngineError> {
+        sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(command("reading the server version"))
+    }
+
+    async fn provision(
+        &self,
+        names: &ServerNames,
+        password: &Password,
+        set_password: bool,
+    ) -> Result<ProvisionReport, EngineError> {
+        let mut report = ProvisionReport::default();
+        report.role_created = self.ensure_role(&names.role, password, &mut report).await?;
+        if set_password && !report.role_created {
+            self.set_password(&names.role, password).await?;
+        }
+        report.password_set = set_password || report.role_created;
+        report.database_created = self.ensure_database(names, &mut report).await?;
+        self.revoke_foreign_access(names, &mut report).await?;
+        self.secure_public_schema(names).await?;
+        if !self.can_log_in(names, password).await {
+            // Someone changed the password by hand: the Secret is the source of truth.
+            self.set_password(&names.role, password).await?;
+            if !self.can_log_in(names, password).await {
+                return Err(EngineError::LoginFailed(format!(
+                    "role {} cannot log in to database {} (check pg_hba.conf)",
+                    names.role, names.database
+                )));
+            }
+            report.password_set = true;
+            if !set_password {
+                report.repaired.push(format!(
+                    "role {} could not log in; password reset",
+                    names.role
+                ));
+            }
+        }
+        report.remaining_access = self.measure_foreign_access(names).await?;
+        Ok(report)
+    }
+
+    async fn deprovision(&self, names: &ServerNames) -> Result<(), EngineError> {
+        let role_exists = self.role_exists(&names.role).await?.is_some();
+        let role = quote_ident(&names.role)?;
+        let database = quote_ident(&names.database)?;
+        if role_exists {
+            // NOLOGIN first so that no new session slips in between termination and DROP.
+            let statement = format!("ALTER ROLE {role} NOLOGIN");
+            sqlx::raw_sql(&statement)
+                .execute(&self.pool)
+                .await
+                .map_err(command("disabling the role's login"))?;
+        }
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE (datname = $1 OR usename = $2) AND pid <> pg_backend_pid()",
+        )
+        .bind(&names.database)
+        .bind(&names.role)
+        .execute(&self.pool)
+        .await
+        .map_err(command("terminating the role's sessions"))?;
+        let statement = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+        sqlx::raw_sql(&statement)
+            .execute(&self.pool)
+            .await
+            .map_err(command("dropping the database"))?;
+        if role_exists {
+            // DROP OWNED also revokes privileges the role holds on other databases, which
+            // would otherwise block DROP ROLE.
+            let statement = format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}");
+            sqlx::raw_sql(&statement)
+                .execute(&self.pool)
+                .await
+                .map_err(command("dropping the role"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,279 @@
+//! Checks beyond the OpenAPI schema (the 1.20 API server has no CEL): exactly-one-of, immutable
+//! fields, durations and names. Each failure says which field to fix and how.
+
+use std::time::Duration;
+
+use kube::ResourceExt;
+
+use crate::crd::{
+    Database, DatabaseServer, DeletionPolicy, Engine, ExternalServerSpec, ManagedServerSpec,
+};
+use crate::error::Error;
+
+/// Where a validated `Database` lives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Placement {
+    /// On the named shared `DatabaseServer`.
+    Shared(String),
+    /// On a server run just for it.
+    Dedicated(ManagedServerSpec),
+}
+
+impl Placement {
+    /// The value recorded in `status.boundServer`.
+    pub fn binding(&self) -> String {
+        match self {
+            Placement::Shared(name) => format!("serverRef/{name}"),
+            Placement::Dedicated(_) => "dedicated".to_string(),
+        }
+    }
+}
+
+/// A `Database` spec that passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidDatabase {
+    /// Engine.
+    pub engine: Engine,
+    /// Owning service.
+    pub owner: String,
+    /// Where it lives.
+    pub placement: Placement,
+    /// What deletion does on the server.
+    pub deletion_policy: DeletionPolicy,
+    /// Name of the credentials Secret.
+    pub secret_name: String,
+    /// Rotation period, if any.
+    pub rotate_every: Option<Duration>,
+}
+
+/// Validates a `Database` against its own spec and what its status recorded.
+pub fn database(db: &Database) -> Result<ValidDatabase, Error> {
+    let spec = &db.spec;
+    if !is_dns_label(&spec.owner) {
+        return Err(Error::InvalidSpec(format!(
+            "spec.owner {:?} must be a DNS label (lower-case letters, digits and '-', at most 63 characters): it becomes the label silo.dev/service",
+            spec.owner
+        )));
+    }
+    let placement = match (&spec.server.server_ref, &spec.server.dedicated) {
+        (Some(name), None) if !name.is_empty() => Placement::Shared(name.clone()),
+        (None, Some(managed)) => {
+            managed_server(managed, "spec.server.dedicated")?;
+            Placement::Dedicated(managed.clone())
+        }
+        _ => {
+            return Err(Error::InvalidSpec(
+                "spec.server must set exactly one of serverRef (a DatabaseServer name) or dedicated"
+                    .into(),
+            ));
+        }
+    };
+    if let Some(status) = &db.status {
+        if let Some(bound) = status.bound_engine
+            && bound != spec.engine
+        {
+            return Err(Error::InvalidSpec(format!(
+                "spec.engine is immutable: this database was created as {}; set it back or create a new Database",
+                bound.as_str()
+            )));
+        }
+        if let Some(bound) = &status.bound_server
+            && *bound != placement.binding()
+        {
+            return Err(Error::InvalidSpec(format!(
+                "spec.server is immutable: this database was created on {bound}; set it back or create a new Database"
+            )));
+        }
+    }
+    let secret_name = spec
+        .credentials
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-db", db.name_any()));
+    if !is_dns_subdomain(&secret_name) {
+        return Err(Error::InvalidSpec(format!(
+            "spec.credentials.secretName {secret_name:?} is not a valid Secret name (lower-case DNS subdomain)"
+        )));
+    }
+    let rotate_every = match &spec.credentials.rotate_every {
+        None => None,
+        Some(text) => {
+            let period = humantime::parse_duration(text).map_err(|e| {
+                Error::InvalidSpec(format!(
+                    "spec.credentials.rotateEvery {text:?} is not a duration like 720h: {e}"
+                ))
+            })?;
+            if period < Duration::from_secs(60) {
+                return Err(Error::InvalidSpec(format!(
+                    "spec.credentials.rotateEvery {text:?} is shorter than the minimum of 1m"
+                )));
+            }
+            Some(period)
+        }
+    };
+    Ok(ValidDatabase {
+        engine: spec.engine,
+        owner: spec.owner.clone(),
+        placement,
+        deletion_policy: spec.deletion_policy,
+        secret_name,
+        rotate_every,
+    })
+}
+
+/// Where a validated `DatabaseServer` runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerKind {
+    /// The operator runs it.
+    Managed(ManagedServerSpec),
+    /// It exists already.
+    External(ExternalServerSpec),
+}
+
+/// Validates a `DatabaseServer`.
+pub fn server(server: &DatabaseServer) -> Result<ServerKind, Error> {
+    match (&server.spec.managed, &server.spec.external) {
+        (Some(managed), None) => {
+            managed_server(managed, "spec.managed")?;
+            Ok(ServerKind::Managed(managed.clone()))
+        }
+        (None, Some(external)) => {
+            if external.host.is_empty() {
+                return Err(Error::InvalidSpec(
+                    "spec.external.host must not be empty".into(),
+                ));
+            }
+            if external.port == Some(0) {
+                return Err(Error::InvalidSpec(
+                    "spec.external.port must not be 0".into(),
+                ));
+            }
+            Ok(ServerKind::External(external.clone()))
+        }
+        _ => Err(Error::InvalidSpec(
+            "spec must set exactly one of managed or external".into(),
+        )),
+    }
+}
+
+fn managed_server(managed: &ManagedServerSpec, field: &str) -> Result<(), Error> {
+    if managed.storage.size.is_empty() {
+        return Err(Error::InvalidSpec(format!(
+            "{field}.storage.size must be a quantity such as 10Gi"
+        )));
+    }
+    if let Some(version) = &managed.version
+        && (version.is_empty()
+            || !version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    {
+        return Err(Error::InvalidSpec(format!(
+            "{field}.version {version:?} must be an image tag such as 16 or 7.0"
+        )));
+    }
+    if let Some(namespace) = &managed.namespace
+        && !is_dns_label(namespace)
+    {
+        return Err(Error::InvalidSpec(format!(
+            "{field}.namespace {namespace:?} is not a valid namespace name"
+        )));
+    }
+    Ok(())
+}
+
+fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+fn is_dns_subdomain(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 253 && text.split('.').all(is_dns_label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{DatabaseSpec, DatabaseStatus, ServerBinding, StorageSpec};
+
+    fn shared(server: &str) -> Database {
+        Database::new(
+            "users",
+            DatabaseSpec {
+                engine: Engine::Postgres,
+                owner: "user-service".into(),
+                server: ServerBinding {
+                    server_ref: Some(server.into()),
+                    dedicated: None,
+                },
+                deletion_policy: DeletionPolicy::Retain,
+                credentials: Default::default(),
+            },
+        )
+    }
+
+    fn invalid_message(db: &Database) -> String {
+        match database(db) {
+            Err(Error::InvalidSpec(message)) => message,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_shared_database_validates_with_a_default_secret_name() {
+        let valid = database(&shared("pg")).unwrap();
+        assert_eq!(valid.placement, Placement::Shared("pg".into()));
+        assert_eq!(valid.secret_name, "users-db");
+    }
+
+    #[test]
+    fn both_or_neither_server_choice_is_rejected_naming_the_field() {
+        let mut db = shared("pg");
+        db.spec.server.dedicated = Some(ManagedServerSpec {
+            storage: StorageSpec {
+                size: "1Gi".into(),
+                storage_class_name: None,
+            },
+            ..Default::default()
+        });
+        assert!(invalid_message(&db).contains("spec.server"));
+        db.spec.server = ServerBinding::default();
+        assert!(invalid_message(&db).contains("exactly one of serverRef"));
+    }
+
+    #[test]
+    fn changing_engine_or_server_after_creation_is_rejected() {
+        let mut db = shared("pg");
+        db.status = Some(DatabaseStatus {
+            bound_engine: Some(Engine::Mongodb),
+            bound_server: Some("serverRef/pg".into()),
+            ..Default::default()
+        });
+        assert!(invalid_message(&db).contains("spec.engine is immutable"));
+        db.status = Some(DatabaseStatus {
+            bound_engine: Some(Engine::Postgres),
+            bound_server: Some("serverRef/other".into()),
+            ..Default::default()
+        });
+        assert!(invalid_message(&db).contains("spec.server is immutable"));
+    }
+
+    #[test]
+    fn bad_rotation_periods_and_owners_are_rejected() {
+        let mut db = shared("pg");
+        db.spec.credentials.rotate_every = Some("often".into());
+        assert!(invalid_message(&db).contains("spec.credentials.rotateEvery"));
+        db.spec.credentials.rotate_every = Some("720h".into());
+        assert_eq!(
+            database(&db).unwrap().rotate_every,
+            Some(Duration::from_secs(720 * 3600))
+        );
+        db.spec.owner = "User Service".into();
+        assert!(invalid_message(&db).contains("spec.owner"));
+    }
+}
