@@ -1,1 +1,10 @@
-//! The booking system's booking-service.
+//! The booking system's booking-service: bookings kept in its own PostgreSQL database,
+//! moved through the payment saga by events.
+
+// pub mod api;
+pub mod booking;
+pub mod consumers;
+pub mod cursor;
+pub mod new_booking;
+pub mod repository;
+pub mod users;

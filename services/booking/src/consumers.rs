@@ -1,0 +1,100 @@
+//! booking-service's reactions to other services' events, each applied on the consumer's
+//! transaction together with its inbox mark (see `silo_kit::inbox::postgres`).
+
+use crate::booking::{PaymentOutcome, Reaction};
+use crate::repository::{BookingRepository, KnownUser, RepositoryError};
+use silo_kit::consumer::HandlerError;
+use silo_kit::correlation::CorrelationId;
+use silo_kit::events::{
+    Envelope, Event, PaymentFailed, PaymentSucceeded, UserEmailChanged, UserRegistered,
+};
+use silo_kit::inbox::postgres::PgEventHandler;
+use sqlx::PgConnection;
+
+/// The durable consumer name of booking-service on every stream it reads.
+pub const CONSUMER_NAME: &str = "booking-service";
+
+fn store_failure(error: RepositoryError) -> HandlerError {
+    match error {
+        RepositoryError::Corrupt(_) => HandlerError::permanent(error),
+        _ => HandlerError::transient(error),
+    }
+}
+
+fn correlation_of(envelope: &Envelope) -> CorrelationId {
+    CorrelationId::from_header_or_generate(Some(&envelope.correlation_id))
+}
+
+/// The saga: `PaymentSucceeded` / `PaymentFailed` from payment-service.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentEvents;
+
+impl PgEventHandler for PaymentEvents {
+    fn handles(&self, event_type: &str) -> bool {
+        event_type == PaymentSucceeded::TYPE || event_type == PaymentFailed::TYPE
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
+        let (booking_id, outcome) = if envelope.is::<PaymentSucceeded>() {
+            let event: PaymentSucceeded = envelope.decode()?;
+            (
+                event.booking_id,
+                PaymentOutcome::Succeeded {
+                    payment_id: event.payment_id,
+                },
+            )
+        } else {
+            let event: PaymentFailed = envelope.decode()?;
+            (
+                event.booking_id,
+                PaymentOutcome::Failed {
+                    payment_id: event.payment_id,
+                    reason: event.reason,
+                },
+            )
+        };
+        let reaction = BookingRepository::apply_payment_outcome(
+            tx,
+            envelope.event_id,
+            booking_id,
+            &outcome,
+            &correlation_of(envelope),
+        )
+        .await
+        .map_err(store_failure)?;
+        if reaction == Reaction::RequestRefund {
+            tracing::warn!(%booking_id, payment_id = %outcome.payment_id(), "payment succeeded for a cancelled booking; refund requested");
+        }
+        Ok(())
+    }
+}
+
+/// The known-users replica: `UserRegistered` / `UserEmailChanged` from user-service.
+#[derive(Debug, Clone, Default)]
+pub struct UserEvents;
+
+impl PgEventHandler for UserEvents {
+    fn handles(&self, event_type: &str) -> bool {
+        event_type == UserRegistered::TYPE || event_type == UserEmailChanged::TYPE
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
+        if envelope.is::<UserRegistered>() {
+            let event: UserRegistered = envelope.decode()?;
+            let user = KnownUser {
+                user_id: event.user_id,
+                email: event.email,
+                full_name: Some(event.full_name),
+            };
+            BookingRepository::remember_user(tx, &user)
+                .await
+                .map_err(store_failure)
+        } else {
+            let event: UserEmailChanged = envelope.decode()?;
+            BookingRepository::change_user_email(tx, event.user_id, &event.new_email)
+                .await
+                .map(|_| ())
+                .map_err(store_failure)
+        }
+    }
+}
