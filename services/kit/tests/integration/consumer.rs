@@ -1,0 +1,270 @@
+//! The durable consumer with the PostgreSQL inbox and dead letters.
+
+use crate::support::*;
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use silo_kit::consumer::{Consumer, ConsumerConfig, HandlerError};
+use silo_kit::events::{Envelope, EventNamespace, StreamKind, UserRegistered};
+use silo_kit::inbox::postgres::{PgDeadLetters, PgEventHandler, PgInbox};
+use silo_kit::metrics::Metrics;
+use silo_kit::shutdown::Shutdown;
+use sqlx::{PgConnection, PgPool};
+use std::time::Duration;
+use uuid::Uuid;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Records each applied event in `effects`, or fails as configured.
+#[derive(Clone)]
+struct RecordingHandler {
+    failure: Option<fn() -> HandlerError>,
+}
+
+impl PgEventHandler for RecordingHandler {
+    fn handles(&self, event_type: &str) -> bool {
+        event_type == "UserRegistered"
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
+        let event: UserRegistered = envelope.decode()?;
+        sqlx::query("INSERT INTO effects (event_id, email) VALUES ($1, $2)")
+            .bind(envelope.event_id)
+            .bind(&event.email)
+            .execute(&mut *tx)
+            .await?;
+        match self.failure {
+            Some(failure) => Err(failure()),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Fixture {
+    _database: silo_testenv::TestDatabase,
+    pool: PgPool,
+    namespace: EventNamespace,
+    jetstream: jetstream::Context,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Fixture {
+    async fn start(handler: RecordingHandler, max_deliveries: i64) -> Self {
+        let (database, pool) = migrated_database().await;
+        sqlx::query("CREATE TABLE effects (event_id uuid NOT NULL, email text NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let namespace = private_namespace();
+        let jetstream = shared_jetstream().await;
+        namespace
+            .ensure_stream(&jetstream, StreamKind::Users)
+            .await
+            .unwrap();
+        let config = ConsumerConfig {
+            max_deliveries,
+            nak_delay: Duration::from_millis(10),
+            ..ConsumerConfig::new("test-service", StreamKind::Users)
+        };
+        let consumer = Consumer::new(
+            jetstream.clone(),
+            namespace.clone(),
+            config,
+            PgInbox::new(pool.clone(), "test-service", handler),
+            PgDeadLetters::new(pool.clone()),
+            Metrics::new(),
+        );
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(consumer.run(shutdown.clone()));
+        Self {
+            _database: database,
+            pool,
+            namespace,
+            jetstream,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Publishes raw bytes on the UserRegistered subject under a fresh message id.
+    async fn publish_raw(&self, payload: Vec<u8>) {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", Uuid::new_v4().to_string().as_str());
+        self.jetstream
+            .publish_with_headers(
+                self.namespace.subject_of::<UserRegistered>(),
+                headers,
+                payload.into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        self.task.await.unwrap();
+        delete_streams(&self.jetstream, &self.namespace).await;
+    }
+}
+
+fn registered() -> Envelope {
+    Envelope::new(
+        &UserRegistered {
+            user_id: Uuid::new_v4(),
+            email: "dup@example.com".into(),
+            full_name: "Dup".into(),
+        },
+        "corr",
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn event_delivered_twice_is_applied_once() {
+    let fixture = Fixture::start(RecordingHandler { failure: None }, 5).await;
+    let envelope = registered();
+    // Two copies under different message ids get past broker de-duplication.
+    fixture.publish_raw(envelope.to_vec().unwrap()).await;
+    fixture.publish_raw(envelope.to_vec().unwrap()).await;
+    let marker = registered();
+    fixture.publish_raw(marker.to_vec().unwrap()).await;
+    wait_until("both events applied", PATIENCE, || async {
+        fixture.count("SELECT count(*) FROM effects").await >= 2
+    })
+    .await;
+    // Wait until the consumer settled all three messages, then check nothing more landed.
+    let durable: jetstream::consumer::PullConsumer = fixture
+        .jetstream
+        .get_stream(fixture.namespace.stream_name(StreamKind::Users))
+        .await
+        .unwrap()
+        .get_consumer("test-service")
+        .await
+        .unwrap();
+    wait_until("all deliveries acknowledged", PATIENCE, || {
+        let mut durable = durable.clone();
+        async move {
+            let info = durable.info().await.unwrap();
+            info.ack_floor.stream_sequence == 3 && info.num_ack_pending == 0
+        }
+    })
+    .await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM effects WHERE event_id = $1")
+        .bind(envelope.event_id)
+        .fetch_one(&fixture.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM inbox").await, 2);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn transiently_failing_event_is_dead_lettered_after_max_deliveries() {
+    let handler = RecordingHandler {
+        failure: Some(|| HandlerError::transient(anyhow::anyhow!("dependency down"))),
+    };
+    let fixture = Fixture::start(handler, 3).await;
+    let envelope = registered();
+    fixture.publish_raw(envelope.to_vec().unwrap()).await;
+    wait_until("dead letter recorded", PATIENCE, || async {
+        fixture.count("SELECT count(*) FROM dead_letters").await == 1
+    })
+    .await;
+    let (event_id, deliveries, error): (Option<Uuid>, i64, String) =
+        sqlx::query_as("SELECT event_id, deliveries, error FROM dead_letters")
+            .fetch_one(&fixture.pool)
+            .await
+            .unwrap();
+    assert_eq!(event_id, Some(envelope.event_id));
+    assert_eq!(deliveries, 3);
+    assert!(error.contains("dependency down"), "{error}");
+    // The failed effect rolled back with its inbox record each time.
+    assert_eq!(fixture.count("SELECT count(*) FROM effects").await, 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM inbox").await, 0);
+    let stream = fixture
+        .jetstream
+        .get_stream(fixture.namespace.stream_name(StreamKind::Users))
+        .await
+        .unwrap();
+    let dlq_subject = format!("{}.dlq", fixture.namespace.subject_of::<UserRegistered>());
+    wait_until("dead letter republished", PATIENCE, || async {
+        stream
+            .get_last_raw_message_by_subject(&dlq_subject)
+            .await
+            .is_ok()
+    })
+    .await;
+    let republished = stream
+        .get_last_raw_message_by_subject(&dlq_subject)
+        .await
+        .unwrap();
+    assert_eq!(
+        Envelope::from_slice(&republished.payload).unwrap().event_id,
+        envelope.event_id
+    );
+    assert!(republished.headers.get("Silo-Dead-Letter-Error").is_some());
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn permanently_failing_event_is_dead_lettered_on_first_delivery() {
+    let handler = RecordingHandler {
+        failure: Some(|| HandlerError::permanent(anyhow::anyhow!("amount is negative"))),
+    };
+    let fixture = Fixture::start(handler, 5).await;
+    fixture.publish_raw(registered().to_vec().unwrap()).await;
+    wait_until("dead letter recorded", PATIENCE, || async {
+        fixture.count("SELECT count(*) FROM dead_letters").await == 1
+    })
+    .await;
+    assert_eq!(
+        fixture.count("SELECT deliveries FROM dead_letters").await,
+        1
+    );
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_message_is_dead_lettered_without_an_event_id() {
+    let fixture = Fixture::start(RecordingHandler { failure: None }, 5).await;
+    fixture.publish_raw(b"not json".to_vec()).await;
+    wait_until("dead letter recorded", PATIENCE, || async {
+        fixture
+            .count("SELECT count(*) FROM dead_letters WHERE event_id IS NULL AND payload = 'not json'::bytea")
+            .await
+            == 1
+    })
+    .await;
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn events_the_handler_does_not_handle_are_acknowledged_without_inbox_rows() {
+    let fixture = Fixture::start(RecordingHandler { failure: None }, 5).await;
+    let other = Envelope::new(
+        &silo_kit::events::UserEmailChanged {
+            user_id: Uuid::new_v4(),
+            old_email: "a@x.io".into(),
+            new_email: "b@x.io".into(),
+        },
+        "corr",
+    )
+    .unwrap();
+    // Published on the UserRegistered subject but typed otherwise; then a real one.
+    fixture.publish_raw(other.to_vec().unwrap()).await;
+    fixture.publish_raw(registered().to_vec().unwrap()).await;
+    wait_until("second event applied", PATIENCE, || async {
+        fixture.count("SELECT count(*) FROM effects").await == 1
+    })
+    .await;
+    assert_eq!(fixture.count("SELECT count(*) FROM inbox").await, 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM dead_letters").await, 0);
+    fixture.stop().await;
+}

@@ -1,0 +1,90 @@
+//! Shared fixtures: a migrated fresh database and a private event namespace.
+
+use async_nats::jetstream;
+use silo_kit::events::{EventNamespace, StreamKind};
+use silo_kit::metrics::Metrics;
+use silo_kit::outbox::{Relay, RelayConfig, postgres::PgOutbox};
+use silo_kit::shutdown::Shutdown;
+use silo_testenv::TestDatabase;
+use sqlx::PgPool;
+use std::future::Future;
+use std::time::Duration;
+
+/// A fresh database with the kit's tables.
+pub async fn migrated_database() -> (TestDatabase, PgPool) {
+    let database = TestDatabase::create().await;
+    let pool = database.pool().await;
+    silo_kit::postgres::kit_migrator()
+        .run(&pool)
+        .await
+        .expect("kit migrations apply");
+    (database, pool)
+}
+
+/// A namespace no other test uses.
+pub fn private_namespace() -> EventNamespace {
+    EventNamespace::prefixed(format!("t{}", silo_testenv::unique_suffix())).expect("valid prefix")
+}
+
+/// JetStream on the shared NATS.
+pub async fn shared_jetstream() -> jetstream::Context {
+    silo_kit::broker::jetstream(silo_testenv::nats_client().await)
+}
+
+/// Deletes the namespace's streams (best effort: the server is shared).
+pub async fn delete_streams(jetstream: &jetstream::Context, namespace: &EventNamespace) {
+    for kind in [
+        StreamKind::Users,
+        StreamKind::Bookings,
+        StreamKind::Payments,
+    ] {
+        let _ = jetstream.delete_stream(namespace.stream_name(kind)).await;
+    }
+}
+
+/// Polls `condition` every 20 ms for up to `limit`; panics naming `what` otherwise.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts a relay on `pool`; returns the shutdown handle and its task.
+pub fn spawn_relay(
+    pool: &PgPool,
+    jetstream: jetstream::Context,
+    namespace: &EventNamespace,
+    config: RelayConfig,
+) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    let shutdown = Shutdown::new();
+    let relay = Relay::new(
+        PgOutbox::new(pool.clone()),
+        jetstream,
+        namespace.clone(),
+        config,
+        Metrics::new(),
+    );
+    let task = tokio::spawn(relay.run(shutdown.clone()));
+    (shutdown, task)
+}
+
+/// Messages currently stored in `kind`'s stream.
+pub async fn stream_messages(
+    jetstream: &jetstream::Context,
+    namespace: &EventNamespace,
+    kind: StreamKind,
+) -> u64 {
+    match jetstream.get_stream(namespace.stream_name(kind)).await {
+        Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
