@@ -1,5 +1,8 @@
 //! silo-kit against the real PostgreSQL and NATS of `tests/env/up`.
 
+// Test support code may unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod consumer;
 mod outbox;
 mod private_nats;
