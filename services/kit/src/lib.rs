@@ -16,6 +16,9 @@
 //!   [`consumer::MessageHandler`]: ack / NAK with delay / dead-letter (+ `<subject>.dlq`).
 //! - [`inbox`]: [`inbox::postgres::PgInbox`] wraps a [`inbox::postgres::PgEventHandler`]
 //!   (effect + inbox row in one transaction), [`inbox::postgres::PgDeadLetters`].
+//! - [`auth`]: [`auth::AuthUser`] extractor (needs `TokenVerifier: FromRef<State>`),
+//!   [`auth::TokenVerifier`] (`remote(USER_SERVICE_URL)` JWKS cache or `fixed`),
+//!   [`auth::TokenIssuer`] / [`auth::SigningKey`] (user-service signs; tests mint tokens).
 //! - [`postgres`]: `connect` with bounded retry, `migrate(pool, sqlx::migrate!())` which also
 //!   applies the kit's tables (`outbox`, `inbox`, `dead_letters`).
 //! - [`broker`]: NATS `connect` with bounded retry, `jetstream` context.
@@ -23,6 +26,7 @@
 //! - [`shutdown`]: [`shutdown::Shutdown`], fired on SIGTERM.
 //! - [`retry`]: [`retry::RetryPolicy`] for start-up connections.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod consumer;

@@ -3,6 +3,7 @@
 // Test support code may unwrap: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod consumer;
 mod outbox;
 mod private_nats;

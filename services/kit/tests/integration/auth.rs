@@ -1,0 +1,58 @@
+//! Token verification against a JWKS served over HTTP.
+
+use axum::Router;
+use axum::routing::get;
+use silo_kit::auth::{AuthError, Jwks, SigningKey, TokenIssuer, TokenVerifier};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Serves whatever JWKS is in `keys` at the well-known path; returns the base URL.
+async fn serve_jwks(keys: Arc<Mutex<Jwks>>) -> String {
+    let app = Router::new().route(
+        "/.well-known/jwks.json",
+        get(move || {
+            let keys = keys.clone();
+            async move { axum::Json(keys.lock().unwrap().clone()) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+fn issuer() -> TokenIssuer {
+    TokenIssuer::new(SigningKey::generate(), vec![], chrono::Duration::hours(1))
+}
+
+#[tokio::test]
+async fn verifier_refetches_keys_when_a_token_names_an_unknown_kid() {
+    let first = issuer();
+    let keys = Arc::new(Mutex::new(first.jwks()));
+    let url = serve_jwks(keys.clone()).await;
+    let verifier = TokenVerifier::remote_with_refresh_interval(&url, Duration::ZERO);
+    let (token, _) = first.issue(Uuid::new_v4(), &[]).unwrap();
+    verifier.verify(&token).await.unwrap();
+
+    // user-service rotates its key: the new kid is unknown to the cache.
+    let second = issuer();
+    *keys.lock().unwrap() = second.jwks();
+    let user = Uuid::new_v4();
+    let (token, _) = second.issue(user, &["user".into()]).unwrap();
+    assert_eq!(verifier.verify(&token).await.unwrap().sub, user);
+}
+
+#[tokio::test]
+async fn unknown_kid_does_not_refetch_within_the_refresh_interval() {
+    let published = issuer();
+    let keys = Arc::new(Mutex::new(published.jwks()));
+    let url = serve_jwks(keys.clone()).await;
+    let verifier = TokenVerifier::remote_with_refresh_interval(&url, Duration::from_secs(3600));
+    let (token, _) = published.issue(Uuid::new_v4(), &[]).unwrap();
+    verifier.verify(&token).await.unwrap();
+    let other = issuer();
+    *keys.lock().unwrap() = other.jwks();
+    let (token, _) = other.issue(Uuid::new_v4(), &[]).unwrap();
+    assert_eq!(verifier.verify(&token).await, Err(AuthError::UnknownKey));
+}
