@@ -75,6 +75,12 @@ async fn apply_database(
     ctx: &Context,
     api: &Api<Database>,
 ) -> Result<Action, Error> {
+    // The cached copy can lag behind our own last status write; acting on it could, for
+    // example, honour the same rotation request twice.
+    let Some(fresh) = api.get_opt(&db.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let db = &fresh;
     let key = object_key(db);
     let mut status = db.status.clone().unwrap_or_default();
     let generation = db.metadata.generation;

@@ -1,0 +1,12 @@
+//! Integration tests of the operator against the local API server and PostgreSQL from
+//! `tests/env/up`, with the controllers running inside the test process.
+
+// Tests may unwrap (the workspace lint is for library code); helpers here are test code too.
+#![allow(clippy::unwrap_used)]
+
+mod crds;
+mod harness;
+mod leader_election;
+mod managed;
+mod mongodb;
+mod postgres_shared;

@@ -1,0 +1,219 @@
+//! Servers the operator runs (managed and dedicated): pods never start on the local control
+//! plane, so these tests check the objects and that the status says what it waits for.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use silo_operator::crd::{DatabaseServer, Engine};
+
+use crate::harness::{DatabaseFixture, Harness, eventually};
+
+fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == uid && r.controller == Some(true))
+}
+
+async fn get_eventually<K>(api: &Api<K>, name: &str) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(&format!("{name} to exist"), || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok().flatten() }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_dedicated_database_gets_its_own_server_objects_and_waits_for_them() {
+    let h = Harness::start("silo-dedicated").await;
+    let created = h
+        .create(
+            &DatabaseFixture::dedicated(Engine::Postgres)
+                .owner("solo")
+                .build("solo"),
+        )
+        .await;
+    let uid = created.uid().unwrap();
+    let db = h.wait_condition("solo", "ServerReady", "False").await;
+    let server_ready = db
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "ServerReady")
+        .unwrap();
+    assert_eq!(server_ready.reason, "WaitingForServer");
+    assert!(
+        server_ready.message.contains("0/1 ready"),
+        "{}",
+        server_ready.message
+    );
+
+    let client = h.client.clone();
+    let ns = h.ns();
+    let sts = get_eventually(
+        &Api::<StatefulSet>::namespaced(client.clone(), ns),
+        "solo-dbserver",
+    )
+    .await;
+    let svc = get_eventually(
+        &Api::<Service>::namespaced(client.clone(), ns),
+        "solo-dbserver",
+    )
+    .await;
+    let admin = get_eventually(
+        &Api::<Secret>::namespaced(client.clone(), ns),
+        "solo-dbserver-admin",
+    )
+    .await;
+    let policy = get_eventually(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
+        "solo-dbserver",
+    )
+    .await;
+    for meta in [
+        &sts.metadata,
+        &svc.metadata,
+        &admin.metadata,
+        &policy.metadata,
+    ] {
+        assert!(
+            owned_by(meta, &uid),
+            "{:?} is not owned by the Database",
+            meta.name
+        );
+    }
+    let sts_spec = sts.spec.unwrap();
+    let selector = sts_spec.selector.match_labels.unwrap();
+    assert_eq!(
+        svc.spec.as_ref().unwrap().selector.as_ref(),
+        Some(&selector)
+    );
+    assert_eq!(svc.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    let policy_spec = policy.spec.unwrap();
+    assert_eq!(
+        policy_spec.pod_selector.and_then(|s| s.match_labels),
+        Some(selector)
+    );
+    let peers = policy_spec.ingress.unwrap()[0].from.clone().unwrap();
+    let owners: Vec<String> = peers
+        .iter()
+        .filter_map(|p| {
+            p.pod_selector
+                .as_ref()?
+                .match_labels
+                .as_ref()?
+                .get("silo.dev/service")
+                .cloned()
+        })
+        .collect();
+    assert_eq!(owners, ["solo"]);
+    assert_eq!(
+        peers.len(),
+        2,
+        "the owner and the operator's namespace, nothing else"
+    );
+    let admin_keys = admin.data.unwrap();
+    assert!(admin_keys.contains_key("password") && admin_keys.contains_key("username"));
+    assert!(sts_spec.volume_claim_templates.is_some());
+
+    // Nothing exists on a server yet, so deletion releases at once.
+    h.delete_and_wait("solo").await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_managed_server_is_built_and_admits_the_owners_of_its_databases() {
+    let h = Harness::start("silo-managed").await;
+    let name = format!("managed-{}", h.ns());
+    let server: DatabaseServer = serde_json::from_value(json!({
+        "apiVersion": "silo.dev/v1alpha1", "kind": "DatabaseServer",
+        "metadata": { "name": name, "labels": { "silo.dev/test-scope": h.ns() } },
+        "spec": { "engine": "postgres", "managed": { "namespace": h.ns(), "storage": { "size": "1Gi" } } },
+    }))
+    .unwrap();
+    let servers = Api::<DatabaseServer>::all(h.client.clone());
+    let created = servers
+        .create(&PostParams::default(), &server)
+        .await
+        .unwrap();
+    let uid = created.uid().unwrap();
+
+    let waiting = eventually("the managed server to report that it waits", || {
+        let servers = servers.clone();
+        let name = name.clone();
+        async move {
+            let server = servers.get(&name).await.ok()?;
+            server.status?.conditions.into_iter().find(|c| {
+                c.type_ == "Ready" && c.status == "False" && c.reason == "WaitingForServer"
+            })
+        }
+    })
+    .await;
+    assert!(
+        waiting.message.contains("ready replicas"),
+        "{}",
+        waiting.message
+    );
+    let workload = format!("silo-{name}");
+    let ns = h.ns();
+    let sts = get_eventually(
+        &Api::<StatefulSet>::namespaced(h.client.clone(), ns),
+        &workload,
+    )
+    .await;
+    let admin = get_eventually(
+        &Api::<Secret>::namespaced(h.client.clone(), ns),
+        &format!("{workload}-admin"),
+    )
+    .await;
+    assert!(owned_by(&sts.metadata, &uid) && owned_by(&admin.metadata, &uid));
+
+    h.create(
+        &DatabaseFixture::shared_on(&name)
+            .owner("tenant")
+            .build("tenant"),
+    )
+    .await;
+    let db = h.wait_condition("tenant", "ServerReady", "False").await;
+    let reason = db
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "ServerReady")
+        .unwrap()
+        .reason;
+    assert_eq!(reason, "WaitingForServer");
+    let policies = Api::<NetworkPolicy>::namespaced(h.client.clone(), ns);
+    eventually("the server's NetworkPolicy to admit the tenant", || {
+        let policies = policies.clone();
+        let workload = workload.clone();
+        async move {
+            let policy = policies.get(&workload).await.ok()?;
+            let from = policy.spec?.ingress?.first()?.from.clone()?;
+            from.iter()
+                .any(|p| {
+                    p.pod_selector
+                        .as_ref()
+                        .and_then(|s| s.match_labels.as_ref())
+                        .and_then(|l| l.get("silo.dev/service"))
+                        .is_some_and(|owner| owner == "tenant")
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    h.delete_and_wait("tenant").await;
+    servers
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    h.finish().await;
+}

@@ -1,0 +1,376 @@
+//! Databases on a shared, external PostgreSQL server.
+
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use silo_operator::crd::{Database, DeletionPolicy};
+use sqlx::Connection;
+
+use crate::harness::{
+    DatabaseFixture, Harness, admin_connection, connect_as, count_on_server, eventually, nudge,
+};
+
+const SECRET_KEYS: [&str; 7] = [
+    "database", "host", "jdbc-uri", "password", "port", "uri", "username",
+];
+
+fn names_of(db: &Database) -> (String, String) {
+    let status = db.status.clone().expect("status");
+    (
+        status.role_name.expect("roleName recorded"),
+        status.database_name.expect("databaseName recorded"),
+    )
+}
+
+#[tokio::test]
+async fn each_service_gets_a_database_that_only_its_own_credentials_open() {
+    let h = Harness::start("silo-three").await;
+    let owners = ["users", "bookings", "payments"];
+    for owner in owners {
+        h.create(
+            &DatabaseFixture::shared_on(&h.server)
+                .owner(owner)
+                .build(&format!("{owner}-db")),
+        )
+        .await;
+    }
+    let mut secrets = Vec::new();
+    for owner in owners {
+        let db = h.wait_ready(&format!("{owner}-db")).await;
+        let status = db.status.clone().unwrap();
+        assert_eq!(
+            status.secret_name.as_deref(),
+            Some(format!("{owner}-db-db").as_str())
+        );
+        let access = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "AccessVerified")
+            .expect("AccessVerified present");
+        assert_eq!(access.status, "True", "{}", access.message);
+        let network = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "NetworkIsolated")
+            .unwrap();
+        assert_eq!(
+            (network.status.as_str(), network.reason.as_str()),
+            ("False", "External")
+        );
+        let secret = h.secret(&format!("{owner}-db-db")).await;
+        let mut keys: Vec<&str> = secret.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, SECRET_KEYS);
+        let (role, database) = names_of(&db);
+        assert_eq!(secret["username"], role);
+        assert_eq!(secret["database"], database);
+        assert_eq!(status.endpoint.unwrap().database, database);
+        secrets.push((database, secret));
+    }
+
+    for (database, secret) in &secrets {
+        let mut own = connect_as(secret, database)
+            .await
+            .unwrap_or_else(|e| panic!("own login to {database} refused: {e}"));
+        sqlx::query("CREATE TABLE items (id bigint PRIMARY KEY)")
+            .execute(&mut own)
+            .await
+            .expect("owner can create a table in its own database");
+        own.close().await.unwrap();
+    }
+
+    for (i, (_, secret)) in secrets.iter().enumerate() {
+        for (j, (other_database, _)) in secrets.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let refused = connect_as(secret, other_database).await;
+            let error = refused.err().unwrap_or_else(|| {
+                panic!("{} could connect to {other_database}", secret["username"])
+            });
+            assert!(
+                error.to_string().contains("permission denied"),
+                "unexpected error: {error}"
+            );
+        }
+    }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_hand_granted_connect_is_revoked_by_the_next_reconcile() {
+    let mut h = Harness::start("silo-drift").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("victim")
+            .build("victim"),
+    )
+    .await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("intruder")
+            .build("intruder"),
+    )
+    .await;
+    let (_, victim_database) = names_of(&h.wait_ready("victim").await);
+    let (intruder_role, _) = names_of(&h.wait_ready("intruder").await);
+    let intruder_secret = h.secret("intruder-db").await;
+
+    // With the operator stopped, nothing repairs the grant before the test has seen it work.
+    h.stop_controller();
+    let mut admin = admin_connection().await;
+    sqlx::query(&format!(
+        "GRANT CONNECT ON DATABASE \"{victim_database}\" TO \"{intruder_role}\""
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let sneaked_in = connect_as(&intruder_secret, &victim_database).await;
+    assert!(
+        sneaked_in.is_ok(),
+        "the hand-made grant works before repair"
+    );
+    sneaked_in.unwrap().close().await.unwrap();
+
+    h.start_controller();
+    nudge(&h.databases(), "victim", "test.silo.dev/nudge", "1").await;
+    eventually("the hand-made grant to be revoked", || async {
+        let mut admin = admin_connection().await;
+        let can: bool = sqlx::query_scalar("SELECT has_database_privilege($1, $2, 'CONNECT')")
+            .bind(&intruder_role)
+            .bind(&victim_database)
+            .fetch_one(&mut admin)
+            .await
+            .ok()?;
+        (!can).then_some(())
+    })
+    .await;
+    assert!(
+        connect_as(&intruder_secret, &victim_database)
+            .await
+            .is_err()
+    );
+    let db = h.wait_condition("victim", "AccessVerified", "True").await;
+    assert!(
+        db.status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn rotation_sets_a_new_password_and_the_old_one_stops_working() {
+    let h = Harness::start("silo-rotate").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("rotating")
+            .build("rotating"),
+    )
+    .await;
+    let before = h.wait_ready("rotating").await;
+    let (_, database) = names_of(&before);
+    let old = h.secret("rotating-db").await;
+    connect_as(&old, &database)
+        .await
+        .expect("old password works before rotation");
+
+    nudge(&h.databases(), "rotating", "silo.dev/rotate", "2026-11-24").await;
+    let new = eventually("the Secret to carry a new password", || async {
+        let secret = h.secret("rotating-db").await;
+        (secret["password"] != old["password"]).then_some(secret)
+    })
+    .await;
+    assert_ne!(new["uri"], old["uri"]);
+    let refused = connect_as(&old, &database).await;
+    assert!(refused.is_err(), "the old password must stop working");
+    connect_as(&new, &database)
+        .await
+        .expect("the new password works")
+        .close()
+        .await
+        .unwrap();
+    let after = h.wait_ready("rotating").await;
+    let (before_status, after_status) = (before.status.unwrap(), after.status.unwrap());
+    assert_eq!(after_status.rotation_token.as_deref(), Some("2026-11-24"));
+    assert_ne!(after_status.last_rotation, before_status.last_rotation);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn delete_policy_drops_database_and_role_while_a_client_is_connected() {
+    let h = Harness::start("silo-delete").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("doomed")
+            .deletion(DeletionPolicy::Delete)
+            .build("doomed"),
+    )
+    .await;
+    let (role, database) = names_of(&h.wait_ready("doomed").await);
+    let mut client = connect_as(&h.secret("doomed-db").await, &database)
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1").execute(&mut client).await.unwrap();
+
+    h.delete_and_wait("doomed").await;
+    assert_eq!(count_on_server(&role, &database).await, (0, 0));
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut client).await.is_err(),
+        "the connected client was terminated"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn retain_policy_leaves_database_and_role_on_the_server() {
+    let h = Harness::start("silo-retain").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("kept")
+            .deletion(DeletionPolicy::Retain)
+            .build("kept"),
+    )
+    .await;
+    let (role, database) = names_of(&h.wait_ready("kept").await);
+    h.delete_and_wait("kept").await;
+    assert_eq!(count_on_server(&role, &database).await, (1, 1));
+
+    let mut admin = admin_connection().await;
+    for statement in [
+        format!("DROP DATABASE \"{database}\" WITH (FORCE)"),
+        format!("DROP ROLE \"{role}\""),
+    ] {
+        sqlx::raw_sql(&statement).execute(&mut admin).await.unwrap();
+    }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_and_fixing_it_provisions_the_database() {
+    let h = Harness::start("silo-invalid").await;
+    let both = DatabaseFixture::shared_on(&h.server)
+        .owner("confused")
+        .with(|spec| {
+            spec.server.dedicated = DatabaseFixture::dedicated(spec.engine)
+                .build("x")
+                .spec
+                .server
+                .dedicated;
+        })
+        .build("confused");
+    h.create(&both).await;
+    let db = h.wait_condition("confused", "Ready", "False").await;
+    let ready = db
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(ready.message.contains("spec.server"), "{}", ready.message);
+    assert!(
+        h.controller_running(),
+        "the controller survives an invalid spec"
+    );
+
+    h.databases()
+        .patch(
+            "confused",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "server": { "dedicated": null } } })),
+        )
+        .await
+        .unwrap();
+    h.wait_ready("confused").await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn changing_the_server_of_a_provisioned_database_is_refused() {
+    let h = Harness::start("silo-immutable").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("fixed")
+            .build("fixed"),
+    )
+    .await;
+    h.wait_ready("fixed").await;
+    h.databases()
+        .patch(
+            "fixed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "server": { "serverRef": "another" } } })),
+        )
+        .await
+        .unwrap();
+    let db = h.wait_condition("fixed", "Ready", "False").await;
+    let ready = db
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(
+        ready.message.contains("spec.server is immutable"),
+        "{}",
+        ready.message
+    );
+    let server = h.server.clone();
+    h.databases()
+        .patch(
+            "fixed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "server": { "serverRef": server } } })),
+        )
+        .await
+        .unwrap();
+    h.wait_ready("fixed").await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_restarted_operator_converges_without_duplicate_roles() {
+    let mut h = Harness::start("silo-restart").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("resumed")
+            .build("resumed"),
+    )
+    .await;
+    // Stop as soon as the operator has started on it (finalizer added), before it is Ready.
+    let api = h.databases();
+    eventually("the finalizer to be added", || {
+        let api = api.clone();
+        async move {
+            let db = api.get("resumed").await.ok()?;
+            (!db.finalizers().is_empty()).then_some(())
+        }
+    })
+    .await;
+    h.stop_controller();
+    h.start_controller();
+    let db = h.wait_ready("resumed").await;
+    let (role, database) = names_of(&db);
+    assert_eq!(count_on_server(&role, &database).await, (1, 1));
+
+    // A second restart after provisioning changes nothing on the server.
+    h.stop_controller();
+    h.start_controller();
+    nudge(&api, "resumed", "test.silo.dev/nudge", "again").await;
+    let again = h.wait_ready("resumed").await;
+    assert_eq!(names_of(&again), (role.clone(), database.clone()));
+    assert_eq!(count_on_server(&role, &database).await, (1, 1));
+    connect_as(&h.secret("resumed-db").await, &database)
+        .await
+        .expect("the Secret still opens the database")
+        .close()
+        .await
+        .unwrap();
+    h.finish().await;
+}
