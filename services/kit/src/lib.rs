@@ -22,6 +22,10 @@
 //! - [`postgres`]: `connect` with bounded retry, `migrate(pool, sqlx::migrate!())` which also
 //!   applies the kit's tables (`outbox`, `inbox`, `dead_letters`).
 //! - [`broker`]: NATS `connect` with bounded retry, `jetstream` context.
+//! - [`http`]: [`http::service_router`] adds `/healthz`, `/readyz`, `/metrics`, body limit,
+//!   correlation + metrics middleware, JSON 404/405; [`http::serve`] with graceful shutdown.
+//! - [`readiness`]: [`readiness::Readiness`] with `PostgresCheck`, `NatsCheck`, `MongoCheck`.
+//! - [`telemetry`]: `init(service, json)` logging, correlation middleware, `CorrelationId` extractor.
 //! - [`metrics`]: [`metrics::Metrics`] (Prometheus registry and the kit's families).
 //! - [`shutdown`]: [`shutdown::Shutdown`], fired on SIGTERM.
 //! - [`retry`]: [`retry::RetryPolicy`] for start-up connections.
@@ -34,9 +38,12 @@ pub mod correlation;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod http;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;
 pub mod postgres;
+pub mod readiness;
 pub mod retry;
 pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,320 @@
+//! The HTTP shell every service shares: operational endpoints, middleware,
+//! JSON 404/405, and serving with graceful shutdown.
+//!
+//! [`service_router`] wraps a service's routes with
+//! - `GET /healthz` (process alive), `GET /readyz` (every [`Readiness`] check
+//!   passes, else 503 naming the failing ones), `GET /metrics` (Prometheus);
+//! - a request body limit (413 in the JSON error format via [`crate::extract::Json`]);
+//! - the correlation-id middleware and request metrics labelled by route
+//!   template and status class.
+
+use crate::error::ApiError;
+use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::readiness::Readiness;
+use crate::shutdown::Shutdown;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+/// Default request body limit.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// What the operational endpoints need.
+#[derive(Debug, Clone)]
+pub struct Operations {
+    /// Metrics exposed at `/metrics` and fed by the request middleware.
+    pub metrics: Metrics,
+    /// Checks behind `/readyz`.
+    pub readiness: Readiness,
+    /// Request body limit in bytes.
+    pub body_limit: usize,
+}
+
+impl Operations {
+    /// Operations with the default body limit.
+    pub fn new(metrics: Metrics, readiness: Readiness) -> Self {
+        Self {
+            metrics,
+            readiness,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// Wraps `routes` (state already applied) with the operational endpoints and middleware.
+pub fn service_router(routes: Router, operations: Operations) -> Router {
+    let metrics = operations.metrics.clone();
+    let ops_routes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(operations.clone());
+    routes
+        .merge(ops_routes)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(operations.body_limit))
+        .layer(middleware::from_fn_with_state(metrics, record_metrics))
+        .layer(middleware::from_fn(
+            crate::telemetry::correlation_middleware,
+        ))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(operations): State<Operations>) -> Response {
+    let results = operations.readiness.run().await;
+    let ready = results.iter().all(|(_, ok)| *ok);
+    let checks: serde_json::Map<String, serde_json::Value> = results
+        .into_iter()
+        .map(|(name, ok)| (name.to_string(), json!(if ok { "ok" } else { "failing" })))
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks });
+    (status, Json(body)).into_response()
+}
+
+async fn metrics_text(State(operations): State<Operations>) -> Response {
+    match operations.metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(error) => {
+            ApiError::internal(anyhow::anyhow!("metrics encoding failed: {error}")).into_response()
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+async fn record_metrics(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let response = next.run(request).await;
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status: status_class(response.status()).to_string(),
+        })
+        .inc();
+    metrics
+        .http_duration
+        .get_or_create(&RouteLabels { method, route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, then stops accepting
+/// and waits for in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> Result<(), std::io::Error> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, to_bytes};
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    fn app(readiness: Readiness) -> Router {
+        let routes = Router::new()
+            .route("/api/things/{id}", get(|| async { "thing" }))
+            .route(
+                "/api/things",
+                post(
+                    |crate::extract::Json(v): crate::extract::Json<serde_json::Value>| async move {
+                        Json(v)
+                    },
+                ),
+            );
+        service_router(routes, Operations::new(Metrics::new(), readiness))
+    }
+
+    async fn call(app: &Router, request: axum::http::Request<Body>) -> (StatusCode, Response) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        (response.status(), response)
+    }
+
+    async fn json_of(response: Response) -> serde_json::Value {
+        serde_json::from_slice(&to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn unknown_route_is_a_json_404() {
+        let app = app(Readiness::new());
+        let (status, response) = call(
+            &app,
+            axum::http::Request::get("/nope")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(json_of(response).await["error"]["code"], "not_found");
+    }
+
+    #[tokio::test]
+    async fn wrong_method_is_a_json_405() {
+        let app = app(Readiness::new());
+        let (status, response) = call(
+            &app,
+            axum::http::Request::delete("/api/things/1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            json_of(response).await["error"]["code"],
+            "method_not_allowed"
+        );
+    }
+
+    #[tokio::test]
+    async fn body_over_the_limit_is_a_json_413() {
+        let app = app(Readiness::new());
+        let body = format!("{{\"x\":\"{}\"}}", "a".repeat(DEFAULT_BODY_LIMIT));
+        let request = axum::http::Request::post("/api/things")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let (status, response) = call(&app, request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            json_of(response).await["error"]["code"],
+            "payload_too_large"
+        );
+    }
+
+    #[tokio::test]
+    async fn correlation_id_is_echoed_or_generated() {
+        let app = app(Readiness::new());
+        let request = axum::http::Request::get("/healthz")
+            .header("X-Correlation-ID", "abc-123")
+            .body(Body::empty())
+            .unwrap();
+        let (_, response) = call(&app, request).await;
+        assert_eq!(response.headers()["x-correlation-id"], "abc-123");
+        let (_, response) = call(
+            &app,
+            axum::http::Request::get("/healthz")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert!(!response.headers()["x-correlation-id"].is_empty());
+    }
+
+    struct Failing;
+    impl crate::readiness::ReadinessCheck for Failing {
+        fn name(&self) -> &'static str {
+            "broker"
+        }
+        fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Err("down".to_string()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_naming_the_failing_check() {
+        let app = app(Readiness::new().with(Failing));
+        let (status, response) = call(
+            &app,
+            axum::http::Request::get("/readyz")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body = json_of(response).await;
+        assert_eq!(body["checks"]["broker"], "failing");
+        assert!(
+            !body.to_string().contains("down"),
+            "check errors stay in the logs"
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_label_requests_by_route_template() {
+        let app = app(Readiness::new());
+        call(
+            &app,
+            axum::http::Request::get("/api/things/42")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let (status, response) = call(
+            &app,
+            axum::http::Request::get("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let text = String::from_utf8(
+            to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="GET",route="/api/things/{id}",status="2xx"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("/api/things/42"));
+    }
+}
