@@ -227,12 +227,6 @@ impl Charging {
             .change_user_email(changed.user_id, &changed.new_email, &inbox)
             .await?)
     }
-
-    /// Any other event on a subscribed stream: nothing to do but remember it.
-    pub async fn ignore(&self, envelope: &Envelope, consumer: &str) -> Result<(), ChargingError> {
-        self.store.mark_handled(&mark(consumer, envelope)).await?;
-        Ok(())
-    }
 }
 
 fn mark(consumer: &str, envelope: &Envelope) -> InboxMark {

@@ -5,12 +5,15 @@
 //! mark, in one transaction of the store.
 
 mod mongo;
+mod mongo_outbox;
 mod postgres;
 
 pub use mongo::MongoPaymentStore;
+pub use mongo_outbox::{MongoOutbox, MongoWakeSignal};
 pub use postgres::PgPaymentStore;
 
 use crate::payment::{BookingState, ChargeResult, NewPayment, Payment};
+pub use silo_kit::consumer::DeadLetter;
 use silo_kit::events::Envelope;
 use uuid::Uuid;
 
@@ -32,23 +35,6 @@ pub struct InboxMark {
     pub event_id: Uuid,
     /// The handled event's type.
     pub event_type: String,
-}
-
-/// A message that could not be handled after the maximum number of deliveries.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    /// The consumer that gave up.
-    pub consumer: String,
-    /// The subject the message arrived on.
-    pub subject: String,
-    /// The event id, when the message could be decoded that far.
-    pub event_id: Option<Uuid>,
-    /// The raw message body.
-    pub payload: Vec<u8>,
-    /// The last error.
-    pub error: String,
-    /// How many times it was delivered.
-    pub deliveries: i64,
 }
 
 /// Whether an event-driven change was applied, or the event had been handled before.
@@ -81,6 +67,9 @@ pub enum StoreError {
     /// The outbox write failed.
     #[error("outbox: {0}")]
     Outbox(#[from] silo_kit::outbox::OutboxError),
+    /// A dead letter could not be recorded.
+    #[error("dead letter: {0}")]
+    DeadLetter(String),
     /// A stored value could not be read back.
     #[error("corrupt stored payment: {0}")]
     Corrupt(String),

@@ -4,6 +4,8 @@ use super::{DeadLetter, Effect, InboxMark, OutboxEntry, PaymentStore, StoreError
 use crate::payment::{
     BookingState, ChargeResult, NewPayment, Payment, PaymentMethod, PaymentStatus, now_millis,
 };
+use silo_kit::consumer::DeadLetterSink;
+use silo_kit::inbox::postgres::PgDeadLetters;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -292,19 +294,10 @@ impl PaymentStore for PgPaymentStore {
     }
 
     async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO dead_letters (consumer, subject, event_id, payload, error, deliveries) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&letter.consumer)
-        .bind(&letter.subject)
-        .bind(letter.event_id)
-        .bind(&letter.payload)
-        .bind(&letter.error)
-        .bind(letter.deliveries)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        PgDeadLetters::new(self.pool.clone())
+            .record(letter)
+            .await
+            .map_err(|e| StoreError::DeadLetter(format!("{e:#}")))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,304 @@
+//! booking-service's HTTP API.
+
+use crate::booking::{Booking, BookingStatus};
+use crate::cursor::Cursor;
+use crate::new_booking::CreateBookingRequest;
+use crate::repository::{BookingRepository, Cancellation, KnownUser, ListFilter, RepositoryError};
+use crate::users::{UserProfile, UserServiceClient, UserServiceError};
+use axum::Router;
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use silo_kit::auth::{AuthUser, TokenVerifier};
+use silo_kit::correlation::CorrelationId;
+use silo_kit::error::ApiError;
+use silo_kit::extract::{Json, Path, Query};
+use uuid::Uuid;
+
+/// Page size when `limit` is absent.
+const DEFAULT_LIMIT: u32 = 20;
+/// Largest page size.
+const MAX_LIMIT: u32 = 100;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The service's database.
+    pub repository: BookingRepository,
+    /// user-service, for existence checks and profiles.
+    pub users: UserServiceClient,
+    /// Verifies bearer tokens against user-service's keys.
+    pub verifier: TokenVerifier,
+}
+
+impl FromRef<ApiState> for TokenVerifier {
+    fn from_ref(state: &ApiState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// The booking routes (health, metrics and limits are added by the caller).
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/bookings", post(create_booking).get(list_bookings))
+        .route("/api/bookings/{id}", get(get_booking))
+        .route("/api/bookings/{id}/details", get(booking_details))
+        .route("/api/bookings/{id}/cancel", post(cancel_booking))
+}
+
+fn internal(error: RepositoryError) -> ApiError {
+    ApiError::internal(error)
+}
+
+/// The caller's bearer token (already verified by [`AuthUser`]), forwarded to user-service.
+fn bearer_token(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, token)| token.trim())
+        .unwrap_or_default()
+}
+
+/// The caller's email: the local replica first, else user-service (and remember it).
+async fn resolve_user(
+    state: &ApiState,
+    caller: &AuthUser,
+    token: &str,
+) -> Result<KnownUser, ApiError> {
+    if let Some(known) = state
+        .repository
+        .known_user(caller.id)
+        .await
+        .map_err(internal)?
+    {
+        return Ok(known);
+    }
+    let unreachable = |e: UserServiceError| {
+        tracing::warn!(error = %e, "user existence check failed");
+        ApiError::unavailable(
+            "user_service_unavailable",
+            "cannot verify the user: user-service is unreachable and the user is not known \
+             locally yet; retry shortly",
+        )
+    };
+    let exists = state
+        .users
+        .exists(caller.id, token)
+        .await
+        .map_err(unreachable)?;
+    let profile = if exists {
+        state
+            .users
+            .profile(caller.id, token)
+            .await
+            .map_err(unreachable)?
+    } else {
+        None
+    };
+    let Some(profile) = profile else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_user",
+            "the token's user does not exist",
+        ));
+    };
+    let known = KnownUser {
+        user_id: profile.id,
+        email: profile.email,
+        full_name: Some(profile.full_name),
+    };
+    state
+        .repository
+        .cache_user(&known)
+        .await
+        .map_err(internal)?;
+    Ok(known)
+}
+
+async fn create_booking(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    correlation: CorrelationId,
+    headers: HeaderMap,
+    Json(request): Json<CreateBookingRequest>,
+) -> Result<Response, ApiError> {
+    let new = request.validate()?;
+    let user = resolve_user(&state, &caller, bearer_token(&headers)).await?;
+    let booking = state
+        .repository
+        .create(caller.id, &user.email, &new, &correlation)
+        .await
+        .map_err(internal)?;
+    let location = HeaderValue::from_str(&format!("/api/bookings/{}", booking.id))
+        .map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(booking),
+    )
+        .into_response())
+}
+
+/// The booking if the caller may see it; 404 otherwise (existence is not revealed).
+async fn visible_booking(
+    state: &ApiState,
+    caller: &AuthUser,
+    id: Uuid,
+) -> Result<Booking, ApiError> {
+    match state.repository.get(id).await.map_err(internal)? {
+        Some(booking) if caller.may_access(booking.user_id) => Ok(booking),
+        _ => Err(ApiError::not_found(format!("booking {id} not found"))),
+    }
+}
+
+async fn get_booking(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Booking>, ApiError> {
+    visible_booking(&state, &caller, id).await.map(Json)
+}
+
+/// Query of `GET /api/bookings`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ListQuery {
+    user_id: Option<Uuid>,
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A page of bookings.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BookingPage {
+    items: Vec<Booking>,
+    next_cursor: Option<String>,
+}
+
+async fn list_bookings(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<BookingPage>, ApiError> {
+    let user_id = match query.user_id {
+        Some(id) if id != caller.id && !caller.is_admin() => {
+            return Err(ApiError::forbidden(
+                "only admins may list other users' bookings",
+            ));
+        }
+        Some(id) => Some(id),
+        None if caller.is_admin() => None,
+        None => Some(caller.id),
+    };
+    let status = query
+        .status
+        .map(|s| {
+            BookingStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+                ApiError::validation("status", "status must be PENDING, CONFIRMED or CANCELLED")
+            })
+        })
+        .transpose()?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = query
+        .cursor
+        .map(|c| Cursor::decode(&c).map_err(|e| ApiError::validation("cursor", e.to_string())))
+        .transpose()?;
+    let page = state
+        .repository
+        .list(&ListFilter {
+            user_id,
+            status,
+            limit,
+            after,
+        })
+        .await
+        .map_err(internal)?;
+    Ok(Json(BookingPage {
+        items: page.items,
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+/// The booking composed with its user's live profile.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BookingDetails {
+    #[serde(flatten)]
+    booking: Booking,
+    user: Option<UserSummary>,
+    degraded: bool,
+}
+
+/// The user fields shown with a booking.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserSummary {
+    email: String,
+    full_name: String,
+}
+
+async fn booking_details(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Json<BookingDetails>, ApiError> {
+    let booking = visible_booking(&state, &caller, id).await?;
+    let token = bearer_token(&headers);
+    let user = match state.users.profile(booking.user_id, token).await {
+        Ok(Some(UserProfile {
+            email, full_name, ..
+        })) => Some(UserSummary { email, full_name }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, booking_id = %id, "user profile unavailable; degraded details");
+            None
+        }
+    };
+    let degraded = user.is_none();
+    Ok(Json(BookingDetails {
+        booking,
+        user,
+        degraded,
+    }))
+}
+
+async fn cancel_booking(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    correlation: CorrelationId,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Booking>, ApiError> {
+    // Only the owner cancels; anyone else learns nothing about the booking.
+    let owned = state.repository.get(id).await.map_err(internal)?;
+    if !matches!(&owned, Some(b) if b.user_id == caller.id) {
+        return Err(ApiError::not_found(format!("booking {id} not found")));
+    }
+    match state
+        .repository
+        .cancel(id, "cancelled by the user", &correlation)
+        .await
+        .map_err(internal)?
+    {
+        Cancellation::Cancelled(booking) => Ok(Json(booking)),
+        Cancellation::NotPending(booking) => Err(ApiError::conflict(
+            "booking_not_pending",
+            format!(
+                "only a PENDING booking can be cancelled; this one is {}",
+                booking.status.as_str()
+            ),
+        )),
+        Cancellation::NotFound => Err(ApiError::not_found(format!("booking {id} not found"))),
+    }
+}

@@ -1,0 +1,122 @@
+//! payment-service's HTTP API.
+
+use crate::charging::{Charging, ChargingError};
+use crate::payment::Payment;
+use crate::store::StoreError;
+use axum::Router;
+use axum::extract::{FromRef, State};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use silo_kit::auth::{AuthUser, TokenVerifier};
+use silo_kit::correlation::CorrelationId;
+use silo_kit::error::ApiError;
+use silo_kit::extract::{Json, Path, Query};
+use uuid::Uuid;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The payment logic and its store.
+    pub charging: Charging,
+    /// Verifies bearer tokens against user-service's keys.
+    pub verifier: TokenVerifier,
+}
+
+impl FromRef<ApiState> for TokenVerifier {
+    fn from_ref(state: &ApiState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// The payment routes (health, metrics and limits are added by the caller).
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/payments", get(find_payments))
+        .route("/api/payments/{id}", get(get_payment))
+        .route("/api/payments/{id}/retry", post(retry_payment))
+}
+
+fn store_failure(error: StoreError) -> ApiError {
+    ApiError::internal(error)
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("payment {id} not found"))
+}
+
+/// The payment if the caller may see it (its user or an admin); 404 otherwise.
+async fn visible_payment(
+    state: &ApiState,
+    caller: &AuthUser,
+    id: Uuid,
+) -> Result<Payment, ApiError> {
+    match state
+        .charging
+        .store()
+        .get(id)
+        .await
+        .map_err(store_failure)?
+    {
+        Some(payment) if caller.may_access(payment.user_id) => Ok(payment),
+        _ => Err(not_found(id)),
+    }
+}
+
+async fn get_payment(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Payment>, ApiError> {
+    visible_payment(&state, &caller, id).await.map(Json)
+}
+
+/// Query of `GET /api/payments`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FindQuery {
+    booking_id: Option<Uuid>,
+}
+
+/// The payments matching a query (a booking has at most one).
+#[derive(Debug, Serialize)]
+struct PaymentList {
+    items: Vec<Payment>,
+}
+
+async fn find_payments(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Query(query): Query<FindQuery>,
+) -> Result<Json<PaymentList>, ApiError> {
+    let Some(booking_id) = query.booking_id else {
+        return Err(ApiError::validation("bookingId", "bookingId is required"));
+    };
+    let found = state
+        .charging
+        .store()
+        .find_by_booking(booking_id)
+        .await
+        .map_err(store_failure)?;
+    let items = found
+        .into_iter()
+        .filter(|p| caller.may_access(p.user_id))
+        .collect();
+    Ok(Json(PaymentList { items }))
+}
+
+async fn retry_payment(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    correlation: CorrelationId,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Payment>, ApiError> {
+    visible_payment(&state, &caller, id).await?;
+    match state.charging.retry(id, correlation.as_str()).await {
+        Ok(payment) => Ok(Json(payment)),
+        Err(ChargingError::Store(StoreError::Conflict(message))) => {
+            Err(ApiError::conflict("payment_not_retryable", message))
+        }
+        Err(ChargingError::Store(StoreError::NotFound(_))) => Err(not_found(id)),
+        Err(other) => Err(ApiError::internal(other)),
+    }
+}

@@ -1,0 +1,102 @@
+//! payment-service's event consumers: booking events drive charges and refunds, user events
+//! refresh the email copies. The store writes each effect with its inbox mark.
+
+use crate::charging::{Charging, ChargingError};
+use crate::store::{DeadLetter, Effect, PaymentStore, StoreError};
+use silo_kit::consumer::{DeadLetterSink, HandlerError, MessageHandler, Processed};
+use silo_kit::events::{
+    BookingCancelled, BookingConfirmed, BookingCreated, Envelope, Event, RefundRequested,
+    UserEmailChanged,
+};
+use std::sync::Arc;
+
+/// The durable consumer name of payment-service on every stream it reads.
+pub const CONSUMER_NAME: &str = "payment-service";
+
+fn processed<T>(effect: Effect<T>) -> Processed {
+    match effect {
+        Effect::Applied(_) => Processed::Applied,
+        Effect::Duplicate => Processed::Duplicate,
+    }
+}
+
+fn failure(error: ChargingError) -> HandlerError {
+    match error {
+        ChargingError::Malformed(_) | ChargingError::Store(StoreError::Corrupt(_)) => {
+            HandlerError::permanent(error)
+        }
+        _ => HandlerError::transient(error),
+    }
+}
+
+/// `BookingCreated` → charge; `RefundRequested` → refund; `BookingConfirmed`/`BookingCancelled`
+/// → remember the booking's fate.
+#[derive(Clone)]
+pub struct BookingEvents {
+    charging: Charging,
+}
+
+impl BookingEvents {
+    /// The handler over `charging`.
+    pub fn new(charging: Charging) -> Self {
+        Self { charging }
+    }
+}
+
+impl MessageHandler for BookingEvents {
+    async fn handle(&self, envelope: &Envelope) -> Result<Processed, HandlerError> {
+        let charging = &self.charging;
+        let result = match envelope.event_type.as_str() {
+            BookingCreated::TYPE => charging
+                .on_booking_created(envelope, CONSUMER_NAME)
+                .await
+                .map(processed),
+            RefundRequested::TYPE => charging
+                .on_refund_requested(envelope, CONSUMER_NAME)
+                .await
+                .map(processed),
+            BookingConfirmed::TYPE | BookingCancelled::TYPE => charging
+                .on_booking_decided(envelope, CONSUMER_NAME)
+                .await
+                .map(processed),
+            _ => return Ok(Processed::Ignored),
+        };
+        result.map_err(failure)
+    }
+}
+
+/// `UserEmailChanged` → refresh the email on the user's payments.
+#[derive(Clone)]
+pub struct UserEvents {
+    charging: Charging,
+}
+
+impl UserEvents {
+    /// The handler over `charging`.
+    pub fn new(charging: Charging) -> Self {
+        Self { charging }
+    }
+}
+
+impl MessageHandler for UserEvents {
+    async fn handle(&self, envelope: &Envelope) -> Result<Processed, HandlerError> {
+        if envelope.event_type != UserEmailChanged::TYPE {
+            return Ok(Processed::Ignored);
+        }
+        self.charging
+            .on_user_email_changed(envelope, CONSUMER_NAME)
+            .await
+            .map(processed)
+            .map_err(failure)
+    }
+}
+
+/// Dead letters go to the payment store (table or collection).
+#[derive(Clone)]
+pub struct StoreDeadLetters(pub Arc<dyn PaymentStore>);
+
+impl DeadLetterSink for StoreDeadLetters {
+    async fn record(&self, letter: &DeadLetter) -> Result<(), anyhow::Error> {
+        Ok(self.0.record_dead_letter(letter).await?)
+    }
+}
