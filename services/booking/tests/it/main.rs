@@ -1,0 +1,6 @@
+//! booking-service integration tests, and the booking system end to end (one binary).
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions unwrap too; they are tests.
+
+mod bookings_api;
+mod support;
