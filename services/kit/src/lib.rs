@@ -11,11 +11,13 @@
 //! - [`correlation`]: [`correlation::CorrelationId`] and the `X-Correlation-ID` header name.
 //! - [`outbox`]: [`outbox::OutboxStore`] trait, the shared [`outbox::Relay`];
 //!   [`outbox::postgres`] (`enqueue(&mut *tx, &event, &correlation_id)`, `PgOutbox`) and
-//!   [`outbox::mongo`].
+//!   [`outbox::mongo`] (`enqueue(&db, &mut session, &event, &correlation_id)` inside a
+//!   multi-document transaction, `MongoOutbox`, `ensure_indexes`).
 //! - [`consumer`]: durable pull [`consumer::Consumer`] per (service, stream) driving a
 //!   [`consumer::MessageHandler`]: ack / NAK with delay / dead-letter (+ `<subject>.dlq`).
 //! - [`inbox`]: [`inbox::postgres::PgInbox`] wraps a [`inbox::postgres::PgEventHandler`]
-//!   (effect + inbox row in one transaction), [`inbox::postgres::PgDeadLetters`].
+//!   (effect + inbox row in one transaction), [`inbox::postgres::PgDeadLetters`];
+//!   [`inbox::mongo`] the same for MongoDB (`MongoInbox`, `MongoEventHandler`, `MongoDeadLetters`).
 //! - [`auth`]: [`auth::AuthUser`] extractor (needs `TokenVerifier: FromRef<State>`),
 //!   [`auth::TokenVerifier`] (`remote(USER_SERVICE_URL)` JWKS cache or `fixed`),
 //!   [`auth::TokenIssuer`] / [`auth::SigningKey`] (user-service signs; tests mint tokens).

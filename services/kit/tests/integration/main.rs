@@ -5,6 +5,7 @@
 
 mod auth;
 mod consumer;
+mod mongo;
 mod outbox;
 mod private_nats;
 mod support;
