@@ -2,4 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions unwrap too; they are tests.
 
+mod payments_api;
+mod saga_steps;
 mod store_contract;
+mod support;
