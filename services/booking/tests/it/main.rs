@@ -3,4 +3,7 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions unwrap too; they are tests.
 
 mod bookings_api;
+mod broker;
+mod isolation;
+mod outage;
 mod support;

@@ -51,8 +51,16 @@ where
 
 /// Every event in `kind`'s stream of `namespace` (dead letters excluded), in stream order.
 pub async fn stream_events(namespace: &EventNamespace, kind: StreamKind) -> Vec<Envelope> {
-    let client = silo_testenv::nats_client().await;
-    let context = jetstream::new(client);
+    let context = jetstream::new(silo_testenv::nats_client().await);
+    stream_events_on(&context, namespace, kind).await
+}
+
+/// Every event in `kind`'s stream of `namespace` on the server of `context`.
+pub async fn stream_events_on(
+    context: &jetstream::Context,
+    namespace: &EventNamespace,
+    kind: StreamKind,
+) -> Vec<Envelope> {
     let Ok(mut stream) = context.get_stream(namespace.stream_name(kind)).await else {
         return Vec::new();
     };
