@@ -5,11 +5,9 @@
 //! mark, in one transaction of the store.
 
 mod mongo;
-mod mongo_outbox;
 mod postgres;
 
 pub use mongo::MongoPaymentStore;
-pub use mongo_outbox::{MongoOutbox, MongoWakeSignal};
 pub use postgres::PgPaymentStore;
 
 use crate::payment::{BookingState, ChargeResult, NewPayment, Payment};

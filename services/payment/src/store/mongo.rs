@@ -7,19 +7,17 @@ use crate::payment::{
 };
 use chrono::{DateTime, Utc};
 use mongodb::bson::{self, Bson, DateTime as BsonDateTime, Decimal128, Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
+use silo_kit::consumer::DeadLetterSink;
+use silo_kit::inbox::mongo::{MongoDeadLetters, is_duplicate_key};
 use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How long published outbox documents and inbox marks are kept (TTL indexes).
+/// How long inbox marks are kept (TTL index).
 const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// The MongoDB server's code for a unique index violation.
-const DUPLICATE_KEY: i32 = 11000;
 
 /// Payments in MongoDB (a replica set: transactions need one).
 #[derive(Debug, Clone)]
@@ -27,9 +25,7 @@ pub struct MongoPaymentStore {
     client: Client,
     database: Database,
     payments: Collection<PaymentDocument>,
-    outbox: Collection<Document>,
     inbox: Collection<Document>,
-    dead_letters: Collection<Document>,
 }
 
 /// A payment as stored: the seed's document shape.
@@ -116,41 +112,17 @@ impl PaymentDocument {
     }
 }
 
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    match error.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == DUPLICATE_KEY,
-        ErrorKind::Command(command) => command.code == DUPLICATE_KEY,
-        _ => false,
-    }
-}
-
 fn inbox_document(inbox: &InboxMark) -> Document {
     doc! {
-        "_id": format!("{}/{}", inbox.consumer, inbox.event_id),
         "consumer": &inbox.consumer,
         "eventId": inbox.event_id.to_string(),
         "eventType": &inbox.event_type,
-        "receivedAt": BsonDateTime::now(),
+        "processedAt": BsonDateTime::now(),
     }
 }
 
-/// An outbox document: the envelope text as it will be published.
-fn outbox_document(event: &OutboxEntry) -> Result<Document, StoreError> {
-    let envelope = &event.envelope;
-    let payload = serde_json::to_string(envelope)
-        .map_err(|e| StoreError::Corrupt(format!("envelope: {e}")))?;
-    Ok(doc! {
-        "_id": envelope.event_id.to_string(),
-        "stream": &event.stream,
-        "eventType": &envelope.event_type,
-        "payload": payload,
-        "correlationId": &envelope.correlation_id,
-        "createdAt": to_bson_time(envelope.occurred_at),
-        "publishedAt": Bson::Null,
-        "claimedUntil": Bson::Null,
-        "attempts": 0_i32,
-        "lastError": Bson::Null,
-    })
+fn inbox_filter(inbox: &InboxMark) -> Document {
+    doc! { "consumer": &inbox.consumer, "eventId": inbox.event_id.to_string() }
 }
 
 impl MongoPaymentStore {
@@ -160,9 +132,7 @@ impl MongoPaymentStore {
         let database = client.database(database);
         let store = Self {
             payments: database.collection("payments"),
-            outbox: database.collection("outbox"),
             inbox: database.collection("inbox"),
-            dead_letters: database.collection("dead_letters"),
             database,
             client,
         };
@@ -189,31 +159,16 @@ impl MongoPaymentStore {
         self.payments
             .create_index(IndexModel::builder().keys(doc! { "userId": 1 }).build())
             .await?;
-        self.outbox
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "publishedAt": 1, "createdAt": 1 })
-                    .build(),
-            )
-            .await?;
-        self.outbox
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "publishedAt": 1 })
-                    .options(retained.clone())
-                    .build(),
-            )
-            .await?;
+        silo_kit::outbox::mongo::ensure_indexes(&self.database).await?;
+        silo_kit::inbox::mongo::ensure_indexes(&self.database).await?;
+        // Inbox marks only need to outlive redeliveries; the kit relay prunes the outbox.
         self.inbox
             .create_index(
                 IndexModel::builder()
-                    .keys(doc! { "receivedAt": 1 })
+                    .keys(doc! { "processedAt": 1 })
                     .options(retained)
                     .build(),
             )
-            .await?;
-        self.dead_letters
-            .create_index(IndexModel::builder().keys(doc! { "failedAt": 1 }).build())
             .await?;
         Ok(())
     }
@@ -320,10 +275,13 @@ impl PaymentStore for MongoPaymentStore {
             session.commit_transaction().await?;
             return Ok(Effect::Duplicate);
         };
-        self.outbox
-            .insert_one(outbox_document(event)?)
-            .session(&mut session)
-            .await?;
+        silo_kit::outbox::mongo::enqueue_envelope(
+            &self.database,
+            &mut session,
+            &event.stream,
+            &event.envelope,
+        )
+        .await?;
         session.commit_transaction().await?;
         Ok(Effect::Applied(payment))
     }
@@ -424,8 +382,7 @@ impl PaymentStore for MongoPaymentStore {
     }
 
     async fn was_handled(&self, inbox: &InboxMark) -> Result<bool, StoreError> {
-        let id = format!("{}/{}", inbox.consumer, inbox.event_id);
-        Ok(self.inbox.find_one(doc! { "_id": id }).await?.is_some())
+        Ok(self.inbox.find_one(inbox_filter(inbox)).await?.is_some())
     }
 
     async fn get(&self, payment_id: Uuid) -> Result<Option<Payment>, StoreError> {
@@ -438,21 +395,10 @@ impl PaymentStore for MongoPaymentStore {
     }
 
     async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
-        self.dead_letters
-            .insert_one(doc! {
-                "consumer": &letter.consumer,
-                "subject": &letter.subject,
-                "eventId": letter.event_id.map(|id| id.to_string()),
-                "payload": Bson::Binary(mongodb::bson::Binary {
-                    subtype: mongodb::bson::spec::BinarySubtype::Generic,
-                    bytes: letter.payload.clone(),
-                }),
-                "error": &letter.error,
-                "deliveries": letter.deliveries,
-                "failedAt": BsonDateTime::now(),
-            })
-            .await?;
-        Ok(())
+        MongoDeadLetters::new(self.database.clone())
+            .record(letter)
+            .await
+            .map_err(|e| StoreError::DeadLetter(format!("{e:#}")))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

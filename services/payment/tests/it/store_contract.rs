@@ -76,7 +76,7 @@ impl Harness for MongoHarness {
             .database()
             .collection::<mongodb::bson::Document>("outbox")
             .find(mongodb::bson::doc! {})
-            .sort(mongodb::bson::doc! { "createdAt": 1 })
+            .sort(mongodb::bson::doc! { "_id": 1 })
             .await
             .unwrap()
             .try_collect()
@@ -84,7 +84,7 @@ impl Harness for MongoHarness {
             .unwrap();
         documents
             .iter()
-            .map(|d| Uuid::parse_str(d.get_str("_id").unwrap()).unwrap())
+            .map(|d| Uuid::parse_str(d.get_str("eventId").unwrap()).unwrap())
             .collect()
     }
     async fn dead_letter_count(&self) -> u64 {
