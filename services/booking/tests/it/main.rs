@@ -6,4 +6,5 @@ mod bookings_api;
 mod broker;
 mod isolation;
 mod outage;
+mod saga;
 mod support;
