@@ -7,4 +7,5 @@ mod broker;
 mod isolation;
 mod outage;
 mod saga;
+mod saga_steps;
 mod support;
