@@ -1,0 +1,324 @@
+//! The saga benchmark behind `tests/bench/saga`: user-service, booking-service and
+//! payment-service in-process against the local PostgreSQL and NATS; N bookings through the
+//! HTTP API, then the floor (the bare booking + outbox insert transaction) on the same database.
+
+use booking_service::new_booking::NewBooking;
+use booking_service::repository::BookingRepository;
+use clap::Parser;
+use payment_service::gateway::SimulatedGatewayConfig;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use silo_kit::config::{BaseConfig, Secret};
+use silo_kit::correlation::CorrelationId;
+use silo_kit::events::EventNamespace;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Drive bookings through the three services and compare with the database floor.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Bookings to create.
+    #[arg(long, default_value_t = 2000)]
+    bookings: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Offered load in bookings per second (open loop); as fast as possible when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Distinct users making the bookings.
+    #[arg(long, default_value_t = 20)]
+    users: usize,
+}
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn base(database_url: &str, broker_url: &str) -> BaseConfig {
+    BaseConfig {
+        listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: Secret::new(database_url),
+        broker_url: Secret::new(broker_url),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn sql_percentiles(pool: &PgPool, expression: &str, from: &str) -> BenchResult<(f64, f64)> {
+    let sql = format!(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY {expression}), \
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY {expression}) FROM {from}"
+    );
+    let (p50, p99): (Option<f64>, Option<f64>) = sqlx::query_as(&sql).fetch_one(pool).await?;
+    Ok((
+        p50.unwrap_or(f64::NAN) * 1000.0,
+        p99.unwrap_or(f64::NAN) * 1000.0,
+    ))
+}
+
+async fn sign_up(http: &reqwest::Client, user_url: &str, name: &str) -> BenchResult<String> {
+    let registered = http
+        .post(format!("{user_url}/api/users/register"))
+        .json(&json!({
+            "username": name, "email": format!("{name}@bench.example"),
+            "password": "bench password 1", "fullName": "Bench User",
+        }))
+        .send()
+        .await?;
+    if registered.status().as_u16() != 201 {
+        return Err(format!("register {name}: {}", registered.status()).into());
+    }
+    let login: Value = http
+        .post(format!("{user_url}/api/users/login"))
+        .json(&json!({ "username": name, "password": "bench password 1" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(login["token"]
+        .as_str()
+        .ok_or("login without token")?
+        .to_string())
+}
+
+#[tokio::main]
+async fn main() -> BenchResult<()> {
+    let args = Args::parse();
+    silo_kit::telemetry::init("saga-bench", false);
+    let broker_url = silo_testenv::require("SILO_NATS_URL");
+    let namespace = EventNamespace::prefixed(format!("bench{}", silo_testenv::unique_suffix()))?;
+    let user_db = silo_testenv::TestDatabase::create().await;
+    let booking_db = silo_testenv::TestDatabase::create().await;
+    let payment_db = silo_testenv::TestDatabase::create().await;
+
+    let user = user_service::Application::build(user_service::UserConfig {
+        base: base(user_db.url(), &broker_url),
+        namespace: namespace.clone(),
+        token_lifetime: Duration::from_secs(3600),
+        signing_key: None,
+        startup_timeout: Duration::from_secs(30),
+        json_logs: false,
+    })
+    .await?;
+    let user_url = format!("http://{}", user.address());
+    let booking = booking_service::Application::build(booking_service::BookingConfig {
+        base: base(booking_db.url(), &broker_url),
+        user_service_url: user_url.clone(),
+        namespace: namespace.clone(),
+    })
+    .await?;
+    let payment = payment_service::Application::build(payment_service::PaymentConfig {
+        base: base(payment_db.url(), &broker_url),
+        user_service_url: user_url.clone(),
+        gateway: SimulatedGatewayConfig::default(),
+        namespace,
+    })
+    .await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+
+    // Users register, and booking-service learns them from UserRegistered before the run.
+    let mut tokens = Vec::new();
+    for i in 0..args.users {
+        tokens.push(sign_up(&http, &user_url, &format!("bench{i}")).await?);
+    }
+    let started = Instant::now();
+    loop {
+        let known: i64 = sqlx::query_scalar("SELECT count(*) FROM known_users")
+            .fetch_one(booking.pool())
+            .await?;
+        if known as usize >= args.users {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err("booking-service did not learn the users from UserRegistered".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    println!(
+        "saga benchmark: {} bookings, concurrency {}, offered rate {}",
+        args.bookings,
+        args.concurrency,
+        args.rate
+            .map_or("unbounded".to_string(), |r| format!("{r}/s"))
+    );
+    let tokens = Arc::new(tokens);
+    let create_url = Arc::new(format!("http://{}/api/bookings", booking.address()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let run_started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (http, tokens, create_url, next) = (
+            http.clone(),
+            tokens.clone(),
+            create_url.clone(),
+            next.clone(),
+        );
+        let (total, rate) = (args.bookings, args.rate);
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                if let Some(rate) = rate {
+                    tokio::time::sleep_until(
+                        (run_started + Duration::from_secs_f64(i as f64 / rate)).into(),
+                    )
+                    .await;
+                }
+                let sent = Instant::now();
+                let response = http
+                    .post(create_url.as_str())
+                    .bearer_auth(&tokens[i % tokens.len()])
+                    .json(
+                        &json!({ "eventName": "Bench", "ticketCount": 1, "totalAmount": "42.00" }),
+                    )
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0)
+                    }
+                    _ => failures += 1,
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for worker in workers {
+        let (l, f) = worker.await?;
+        latencies.extend(l);
+        failures += f;
+    }
+    let create_elapsed = run_started.elapsed();
+    latencies.sort_by(f64::total_cmp);
+    let throughput = latencies.len() as f64 / create_elapsed.as_secs_f64();
+
+    let settle_started = Instant::now();
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM bookings WHERE status = 'PENDING'")
+                .fetch_one(booking.pool())
+                .await?;
+        if pending == 0 {
+            break;
+        }
+        if settle_started.elapsed() > Duration::from_secs(300) {
+            return Err(format!("{pending} bookings still PENDING after 300 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let confirmed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM bookings WHERE status = 'CONFIRMED'")
+            .fetch_one(booking.pool())
+            .await?;
+    let (saga_p50, saga_p99) = sql_percentiles(
+        booking.pool(),
+        "extract(epoch FROM updated_at - created_at)",
+        "bookings WHERE status = 'CONFIRMED' AND user_email LIKE '%@bench.example'",
+    )
+    .await?;
+    let lag_expression = "extract(epoch FROM published_at - created_at)";
+    let (_, booking_lag_p99) = sql_percentiles(
+        booking.pool(),
+        lag_expression,
+        "outbox WHERE published_at IS NOT NULL",
+    )
+    .await?;
+    let payment_pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(payment_db.url())
+        .await?;
+    let (_, payment_lag_p99) = sql_percentiles(
+        &payment_pool,
+        lag_expression,
+        "outbox WHERE published_at IS NOT NULL",
+    )
+    .await?;
+    payment_pool.close().await;
+
+    println!(
+        "create latency   p50 {:8.2} ms   p99 {:8.2} ms",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0)
+    );
+    println!(
+        "create throughput    {throughput:8.1} bookings/s ({} created, {failures} failed, {:.2} s)",
+        latencies.len(),
+        create_elapsed.as_secs_f64()
+    );
+    println!(
+        "saga latency     p50 {saga_p50:8.2} ms   p99 {saga_p99:8.2} ms   (create -> CONFIRMED, {confirmed} confirmed)"
+    );
+    println!(
+        "outbox lag       p99 {booking_lag_p99:8.2} ms (booking)   {payment_lag_p99:8.2} ms (payment)"
+    );
+
+    // The floor: the same INSERT booking + INSERT outbox transaction, without HTTP, auth or
+    // the user check, on the same database at the same concurrency (services stopped first).
+    payment.stop().await;
+    booking.stop().await;
+    user.stop().await;
+    let floor_pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect(booking_db.url())
+        .await?;
+    let repository = BookingRepository::new(floor_pool.clone());
+    let new = NewBooking {
+        event_name: "Floor".into(),
+        ticket_count: 1,
+        total_amount: Decimal::new(4200, 2),
+        currency: "USD".into(),
+    };
+    let next = Arc::new(AtomicUsize::new(0));
+    let floor_started = Instant::now();
+    let mut floor_workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (repository, new, next) = (repository.clone(), new.clone(), next.clone());
+        let total = args.bookings;
+        floor_workers.push(tokio::spawn(async move {
+            let correlation = CorrelationId::generate();
+            let user = Uuid::new_v4();
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                if repository
+                    .create(user, "floor@bench.example", &new, &correlation)
+                    .await
+                    .is_err()
+                {
+                    return Err("floor transaction failed");
+                }
+            }
+            Ok(())
+        }));
+    }
+    for worker in floor_workers {
+        worker.await??;
+    }
+    let floor_rate = args.bookings as f64 / floor_started.elapsed().as_secs_f64();
+    floor_pool.close().await;
+    println!(
+        "floor                {floor_rate:8.1} transactions/s (INSERT booking + INSERT outbox)"
+    );
+    println!(
+        "create throughput / floor = {:.1}%",
+        100.0 * throughput / floor_rate
+    );
+    Ok(())
+}
