@@ -29,6 +29,8 @@
 //! - [`readiness`]: [`readiness::Readiness`] with `PostgresCheck`, `NatsCheck`, `MongoCheck`.
 //! - [`telemetry`]: `init(service, json)` logging, correlation middleware, `CorrelationId` extractor.
 //! - [`metrics`]: [`metrics::Metrics`] (Prometheus registry and the kit's families).
+//! - [`service`]: `bind(addr)` and [`service::RunningService`] (HTTP server + background tasks,
+//!   `address()`, `shutdown_handle()`, `run_until_stopped()`, `stop()`).
 //! - [`shutdown`]: [`shutdown::Shutdown`], fired on SIGTERM.
 //! - [`retry`]: [`retry::RetryPolicy`] for start-up connections.
 
@@ -47,5 +49,6 @@ pub mod outbox;
 pub mod postgres;
 pub mod readiness;
 pub mod retry;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

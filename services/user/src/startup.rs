@@ -8,18 +8,18 @@ use crate::repository::UserRepository;
 use silo_kit::auth::TokenVerifier;
 use silo_kit::broker::{self, BrokerError};
 use silo_kit::events::StreamKind;
-use silo_kit::http::{Operations, serve, service_router};
+use silo_kit::http::{Operations, service_router};
 use silo_kit::metrics::Metrics;
 use silo_kit::outbox::postgres::PgOutbox;
 use silo_kit::outbox::{Relay, RelayConfig};
 use silo_kit::postgres::DatabaseError;
 use silo_kit::readiness::{NatsCheck, PostgresCheck, Readiness};
 use silo_kit::retry::RetryPolicy;
+use silo_kit::service::{BindError, RunningService, bind};
 use silo_kit::shutdown::Shutdown;
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::task::JoinHandle;
 
 /// Connections of the PostgreSQL pool.
 const POOL_SIZE: u32 = 16;
@@ -37,21 +37,14 @@ pub enum StartupError {
     #[error("signing keys: {0}")]
     Keys(#[from] KeyStoreError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {address}: {reason}")]
-    Bind {
-        /// The address.
-        address: SocketAddr,
-        /// The OS error.
-        reason: String,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
 /// A running user-service.
 #[derive(Debug)]
 pub struct Application {
-    address: SocketAddr,
-    shutdown: Shutdown,
-    tasks: Vec<JoinHandle<()>>,
+    service: RunningService,
     pool: PgPool,
 }
 
@@ -89,16 +82,7 @@ impl Application {
             issuer: Arc::new(issuer),
             verifier,
         };
-        let listener = tokio::net::TcpListener::bind(config.base.listen_addr)
-            .await
-            .map_err(|e| StartupError::Bind {
-                address: config.base.listen_addr,
-                reason: e.to_string(),
-            })?;
-        let address = listener.local_addr().map_err(|e| StartupError::Bind {
-            address: config.base.listen_addr,
-            reason: e.to_string(),
-        })?;
+        let (listener, address) = bind(config.base.listen_addr).await?;
         let readiness = Readiness::new()
             .with(PostgresCheck(pool.clone()))
             .with(NatsCheck(client));
@@ -106,22 +90,15 @@ impl Application {
             api::routes().with_state(state),
             Operations::new(metrics, readiness),
         );
-        let tasks = vec![
-            tokio::spawn(relay.run(shutdown.clone())),
-            tokio::spawn(serve_logged(listener, router, shutdown.clone())),
-        ];
+        let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+        let service = RunningService::start(listener, address, router, shutdown, vec![relay_task]);
         tracing::info!(%address, "user-service listening");
-        Ok(Self {
-            address,
-            shutdown,
-            tasks,
-            pool,
-        })
+        Ok(Self { service, pool })
     }
 
     /// The bound address.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.service.address()
     }
 
     /// The database pool (tests inspect it).
@@ -131,25 +108,16 @@ impl Application {
 
     /// A handle that stops the service when triggered (the binary wires it to SIGTERM).
     pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
+        self.service.shutdown_handle()
     }
 
     /// Waits until the HTTP server and the relay have stopped.
     pub async fn run_until_stopped(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.service.run_until_stopped().await;
     }
 
     /// Stops taking requests, finishes in-flight work and the current outbox batch.
     pub async fn stop(self) {
-        self.shutdown.trigger();
-        self.run_until_stopped().await;
-    }
-}
-
-async fn serve_logged(listener: tokio::net::TcpListener, router: axum::Router, shutdown: Shutdown) {
-    if let Err(error) = serve(listener, router, shutdown).await {
-        tracing::error!(error = %error, "HTTP server failed");
+        self.service.stop().await;
     }
 }

@@ -50,15 +50,9 @@ struct Fixture {
 
 impl Fixture {
     async fn start(handler: RecordingHandler, max_deliveries: i64) -> Self {
-        let (database, pool) = migrated_database().await;
+        let (database, pool, namespace, jetstream) = users_stream_fixture().await;
         sqlx::query("CREATE TABLE effects (event_id uuid NOT NULL, email text NOT NULL)")
             .execute(&pool)
-            .await
-            .unwrap();
-        let namespace = private_namespace();
-        let jetstream = shared_jetstream().await;
-        namespace
-            .ensure_stream(&jetstream, StreamKind::Users)
             .await
             .unwrap();
         let config = ConsumerConfig {

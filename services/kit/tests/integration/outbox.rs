@@ -40,13 +40,7 @@ async fn unpublished(pool: &PgPool) -> i64 {
 
 #[tokio::test]
 async fn relay_publishes_committed_events_in_order_with_event_id_as_message_id() {
-    let (_db, pool) = migrated_database().await;
-    let namespace = private_namespace();
-    let jetstream = shared_jetstream().await;
-    namespace
-        .ensure_stream(&jetstream, StreamKind::Users)
-        .await
-        .unwrap();
+    let (_db, pool, namespace, jetstream) = users_stream_fixture().await;
     let ids = enqueue_users(&pool, 10).await;
     // Small batches: order must hold across batch boundaries too.
     let config = RelayConfig {
@@ -87,13 +81,7 @@ async fn relay_publishes_committed_events_in_order_with_event_id_as_message_id()
 
 #[tokio::test]
 async fn relay_wakes_on_notify_for_events_written_while_it_waits() {
-    let (_db, pool) = migrated_database().await;
-    let namespace = private_namespace();
-    let jetstream = shared_jetstream().await;
-    namespace
-        .ensure_stream(&jetstream, StreamKind::Users)
-        .await
-        .unwrap();
+    let (_db, pool, namespace, jetstream) = users_stream_fixture().await;
     // A poll interval far beyond the wait below: only NOTIFY can wake the relay.
     let config = RelayConfig {
         poll_interval: Duration::from_secs(3600),
@@ -123,13 +111,7 @@ async fn relay_wakes_on_notify_for_events_written_while_it_waits() {
 
 #[tokio::test]
 async fn rolled_back_events_are_never_published() {
-    let (_db, pool) = migrated_database().await;
-    let namespace = private_namespace();
-    let jetstream = shared_jetstream().await;
-    namespace
-        .ensure_stream(&jetstream, StreamKind::Users)
-        .await
-        .unwrap();
+    let (_db, pool, namespace, jetstream) = users_stream_fixture().await;
     let mut tx = pool.begin().await.unwrap();
     enqueue(&mut tx, &user(0), &CorrelationId::generate())
         .await
@@ -162,13 +144,7 @@ async fn rolled_back_events_are_never_published() {
 
 #[tokio::test]
 async fn event_published_twice_is_stored_once_in_the_stream() {
-    let (_db, pool) = migrated_database().await;
-    let namespace = private_namespace();
-    let jetstream = shared_jetstream().await;
-    namespace
-        .ensure_stream(&jetstream, StreamKind::Users)
-        .await
-        .unwrap();
+    let (_db, pool, namespace, jetstream) = users_stream_fixture().await;
     let ids = enqueue_users(&pool, 1).await;
     let (shutdown, task) =
         spawn_relay(&pool, jetstream.clone(), &namespace, RelayConfig::default());
@@ -202,13 +178,7 @@ async fn event_published_twice_is_stored_once_in_the_stream() {
 
 #[tokio::test]
 async fn published_records_past_retention_are_deleted() {
-    let (_db, pool) = migrated_database().await;
-    let namespace = private_namespace();
-    let jetstream = shared_jetstream().await;
-    namespace
-        .ensure_stream(&jetstream, StreamKind::Users)
-        .await
-        .unwrap();
+    let (_db, pool, namespace, jetstream) = users_stream_fixture().await;
     enqueue_users(&pool, 2).await;
     sqlx::query("UPDATE outbox SET published_at = now() - interval '2 days' WHERE seq = 1")
         .execute(&pool)

@@ -21,6 +21,18 @@ pub async fn migrated_database() -> (TestDatabase, PgPool) {
     (database, pool)
 }
 
+/// A migrated database plus a private namespace whose USERS stream exists on the shared NATS.
+pub async fn users_stream_fixture() -> (TestDatabase, PgPool, EventNamespace, jetstream::Context) {
+    let (database, pool) = migrated_database().await;
+    let namespace = private_namespace();
+    let jetstream = shared_jetstream().await;
+    namespace
+        .ensure_stream(&jetstream, StreamKind::Users)
+        .await
+        .unwrap();
+    (database, pool, namespace, jetstream)
+}
+
 /// A namespace no other test uses.
 pub fn private_namespace() -> EventNamespace {
     EventNamespace::prefixed(format!("t{}", silo_testenv::unique_suffix())).expect("valid prefix")
