@@ -100,25 +100,7 @@ async fn every_event_delivered_twice_still_makes_one_payment_per_booking() {
         assert_eq!(payment.status, PaymentStatus::Succeeded);
     }
     // Let any late duplicate finish, then check nothing more was charged or published.
-    eventually("the consumer to drain", WAIT, || async {
-        let info = t
-            .jetstream
-            .get_stream(
-                t.namespace
-                    .stream_name(silo_kit::events::StreamKind::Bookings),
-            )
-            .await
-            .unwrap()
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(CONSUMER_NAME)
-            .await
-            .unwrap()
-            .info()
-            .await
-            .unwrap()
-            .clone();
-        (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-    })
-    .await;
+    t.wait_until_bookings_consumer_drained().await;
     assert_eq!(gateway.captures(), bookings.len() as u64);
     assert_eq!(t.payment_events().await.len(), bookings.len());
 }
@@ -139,26 +121,7 @@ async fn a_crash_between_effect_and_ack_does_not_charge_twice() {
     // Redelivery reaches the running consumer.
     t.publish_as::<BookingCreated>(&envelope, &envelope.event_id.to_string())
         .await;
-    eventually("the redelivery to be acknowledged", WAIT, || async {
-        let info = t
-            .jetstream
-            .get_stream(
-                t.namespace
-                    .stream_name(silo_kit::events::StreamKind::Bookings),
-            )
-            .await
-            .unwrap()
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(CONSUMER_NAME)
-            .await
-            .unwrap()
-            .info()
-            .await
-            .unwrap()
-            .clone();
-        (info.delivered.stream_sequence >= 1 && info.num_ack_pending == 0 && info.num_pending == 0)
-            .then_some(())
-    })
-    .await;
+    t.wait_until_bookings_consumer_drained().await;
     assert_eq!(gateway.captures(), 1);
     let events = eventually("the one outcome event", WAIT, || async {
         let events = t.payment_events().await;

@@ -166,32 +166,47 @@ impl PaymentUnderTest {
         events
     }
 
-    pub async fn get(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+    /// Waits until payment-service's consumer of the bookings stream has acknowledged
+    /// everything delivered to it.
+    pub async fn wait_until_bookings_consumer_drained(&self) {
+        eventually("the bookings consumer to drain", WAIT, || async {
+            let info = self
+                .jetstream
+                .get_stream(self.namespace.stream_name(StreamKind::Bookings))
+                .await
+                .unwrap()
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+                    payment_service::consumers::CONSUMER_NAME,
+                )
+                .await
+                .unwrap()
+                .info()
+                .await
+                .unwrap()
+                .clone();
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        })
+        .await;
+    }
+
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: &str,
+    ) -> (u16, serde_json::Value) {
+        let response = request.bearer_auth(token).send().await.unwrap();
         (
             response.status().as_u16(),
             response.json().await.unwrap_or_default(),
         )
     }
 
+    pub async fn get(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        self.call(self.http.get(self.url(path)), token).await
+    }
+
     pub async fn post(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or_default(),
-        )
+        self.call(self.http.post(self.url(path)), token).await
     }
 }
 
