@@ -182,6 +182,16 @@ impl EventNamespace {
         }
     }
 
+    /// From the optional `EVENT_NAMESPACE` variable of `env`.
+    pub fn from_env(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
+        Self::from_setting(env.optional("EVENT_NAMESPACE")).map_err(|e| {
+            crate::config::ConfigError::Invalid {
+                name: "EVENT_NAMESPACE".into(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
     /// The JetStream stream name of `kind`.
     pub fn stream_name(&self, kind: StreamKind) -> String {
         match &self.prefix {
@@ -431,6 +441,18 @@ mod tests {
         assert_eq!(
             dead_letter_subject(&test.subject_of::<BookingCreated>()),
             "t1a2.bookings.BookingCreated.dlq"
+        );
+    }
+
+    #[test]
+    fn namespace_from_env_names_the_variable_when_invalid() {
+        let env = crate::config::Env::from_pairs([("EVENT_NAMESPACE", "a.b")]);
+        let error = EventNamespace::from_env(&env).unwrap_err();
+        assert!(error.to_string().starts_with("EVENT_NAMESPACE is invalid"));
+        let unset = crate::config::Env::from_pairs(Vec::<(String, String)>::new());
+        assert_eq!(
+            EventNamespace::from_env(&unset).unwrap(),
+            EventNamespace::root()
         );
     }
 

@@ -28,13 +28,7 @@ impl UserConfig {
     /// Reads the configuration; errors name the variable at fault.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let base = BaseConfig::from_env(env)?;
-        let namespace =
-            EventNamespace::from_setting(env.optional("EVENT_NAMESPACE")).map_err(|e| {
-                ConfigError::Invalid {
-                    name: "EVENT_NAMESPACE".into(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let namespace = EventNamespace::from_env(env)?;
         let signing_key = match env.optional("JWT_SIGNING_KEY") {
             None => None,
             Some(encoded) => Some(parse_signing_key(&encoded)?),
