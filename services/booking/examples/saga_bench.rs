@@ -115,6 +115,7 @@ async fn main() -> BenchResult<()> {
         base: base(booking_db.url(), &broker_url),
         user_service_url: user_url.clone(),
         namespace: namespace.clone(),
+        startup_timeout: std::time::Duration::from_secs(30),
     })
     .await?;
     let payment = payment_service::Application::build(payment_service::PaymentConfig {
@@ -122,6 +123,7 @@ async fn main() -> BenchResult<()> {
         user_service_url: user_url.clone(),
         gateway: SimulatedGatewayConfig::default(),
         namespace,
+        startup_timeout: std::time::Duration::from_secs(30),
     })
     .await?;
     let http = reqwest::Client::builder()

@@ -2,6 +2,7 @@
 
 use silo_kit::config::{BaseConfig, ConfigError, Env};
 use silo_kit::events::EventNamespace;
+use std::time::Duration;
 
 /// Everything booking-service reads at start-up.
 #[derive(Debug, Clone)]
@@ -12,6 +13,8 @@ pub struct BookingConfig {
     pub user_service_url: String,
     /// `EVENT_NAMESPACE`: prefix of stream names and subjects (tests); empty in production.
     pub namespace: EventNamespace,
+    /// `STARTUP_TIMEOUT_SECS` (default 30): how long start-up retries the database and broker.
+    pub startup_timeout: Duration,
 }
 
 impl BookingConfig {
@@ -28,6 +31,7 @@ impl BookingConfig {
             base: BaseConfig::from_env(env)?,
             user_service_url: env.required("USER_SERVICE_URL")?,
             namespace,
+            startup_timeout: Duration::from_secs(env.parse_or("STARTUP_TIMEOUT_SECS", 30u64)?),
         })
     }
 }

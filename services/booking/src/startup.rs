@@ -21,11 +21,8 @@ use silo_kit::retry::RetryPolicy;
 use silo_kit::shutdown::Shutdown;
 use sqlx::PgPool;
 use std::net::SocketAddr;
-use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// How long start-up waits for the database and the broker.
-const STARTUP_RETRY: Duration = Duration::from_secs(30);
 /// Connections of the PostgreSQL pool.
 const POOL_SIZE: u32 = 16;
 
@@ -65,7 +62,7 @@ impl Application {
     pub async fn build(config: BookingConfig) -> Result<Self, StartupError> {
         let metrics = Metrics::new();
         let shutdown = Shutdown::new();
-        let retry = RetryPolicy::within(STARTUP_RETRY);
+        let retry = RetryPolicy::within(config.startup_timeout);
         let pool = silo_kit::postgres::connect(&config.base.database_url, POOL_SIZE, retry).await?;
         silo_kit::postgres::migrate(&pool, sqlx::migrate!("./migrations")).await?;
         let client = broker::connect(&config.base.broker_url, "booking-service", retry).await?;

@@ -17,6 +17,8 @@ pub struct PaymentConfig {
     pub gateway: SimulatedGatewayConfig,
     /// `EVENT_NAMESPACE`: prefix of stream names and subjects (tests); empty in production.
     pub namespace: EventNamespace,
+    /// `STARTUP_TIMEOUT_SECS` (default 30): how long start-up retries the database and broker.
+    pub startup_timeout: Duration,
 }
 
 impl PaymentConfig {
@@ -45,6 +47,7 @@ impl PaymentConfig {
                 latency: env.millis_or("PAYMENT_GATEWAY_LATENCY_MS", Duration::ZERO)?,
             },
             namespace,
+            startup_timeout: Duration::from_secs(env.parse_or("STARTUP_TIMEOUT_SECS", 30u64)?),
         })
     }
 }

@@ -22,11 +22,8 @@ use silo_kit::retry::RetryPolicy;
 use silo_kit::shutdown::Shutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// How long start-up waits for the database and the broker.
-const STARTUP_RETRY: Duration = Duration::from_secs(30);
 /// Connections of the PostgreSQL pool.
 const POOL_SIZE: u32 = 16;
 
@@ -110,7 +107,7 @@ impl Application {
         }
         let metrics = Metrics::new();
         let shutdown = Shutdown::new();
-        let retry = RetryPolicy::within(STARTUP_RETRY);
+        let retry = RetryPolicy::within(config.startup_timeout);
         let client = broker::connect(&config.base.broker_url, "payment-service", retry).await?;
         let jetstream = broker::jetstream(client.clone());
         config

@@ -101,6 +101,7 @@ async fn each_services_credentials_are_refused_by_the_other_services_databases()
         base: base_config(&booking.url(), &nats_url()),
         user_service_url: users.url(),
         namespace: private_namespace(),
+        startup_timeout: std::time::Duration::from_secs(30),
     })
     .await
     .unwrap();

@@ -8,4 +8,5 @@ mod isolation;
 mod outage;
 mod saga;
 mod saga_steps;
+mod startup;
 mod support;

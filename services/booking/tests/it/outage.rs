@@ -23,6 +23,7 @@ async fn bookings_made_while_the_broker_is_down_all_complete_with_each_event_pub
         base: base_config(booking_db.url(), &broker.url()),
         user_service_url: users.url(),
         namespace: namespace.clone(),
+        startup_timeout: std::time::Duration::from_secs(30),
     })
     .await
     .unwrap();
@@ -31,6 +32,7 @@ async fn bookings_made_while_the_broker_is_down_all_complete_with_each_event_pub
         user_service_url: users.url(),
         gateway: SimulatedGatewayConfig::default(),
         namespace: namespace.clone(),
+        startup_timeout: std::time::Duration::from_secs(30),
     })
     .await
     .unwrap();

@@ -42,6 +42,7 @@ impl System {
             base: base_config(databases[1].url(), &nats_url()),
             user_service_url: user_url.clone(),
             namespace: namespace.clone(),
+            startup_timeout: std::time::Duration::from_secs(30),
         })
         .await
         .unwrap();
@@ -50,6 +51,7 @@ impl System {
             user_service_url: user_url,
             gateway,
             namespace,
+            startup_timeout: std::time::Duration::from_secs(30),
         })
         .await
         .unwrap();

@@ -247,6 +247,7 @@ impl BookingUnderTest {
             base: base_config(database.url(), &nats_url()),
             user_service_url: users.url(),
             namespace: namespace.clone(),
+            startup_timeout: std::time::Duration::from_secs(30),
         })
         .await
         .unwrap();

@@ -4,5 +4,6 @@
 
 mod payments_api;
 mod saga_steps;
+mod startup;
 mod store_contract;
 mod support;

@@ -98,6 +98,7 @@ impl PaymentUnderTest {
             user_service_url: keys.url.clone(),
             gateway: SimulatedGatewayConfig::default(),
             namespace: namespace.clone(),
+            startup_timeout: std::time::Duration::from_secs(30),
         };
         let app = Application::build_with_gateway(config, gateway.clone())
             .await
