@@ -5,6 +5,8 @@
 //! For each message the [`MessageHandler`] runs the effect together with the
 //! inbox record (see [`crate::inbox`]); then:
 //! - applied, duplicate or ignored → ack;
+//! - the service's database unreachable ([`HandlerError::Unavailable`]) → NAK
+//!   with a growing delay, never dead-lettered (an outage is not the event's fault);
 //! - transient failure → NAK with an exponential delay;
 //! - permanent failure, undecodable payload, or a transient failure on the
 //!   last allowed delivery → recorded by the [`DeadLetterSink`], republished
@@ -41,7 +43,13 @@ pub enum Processed {
 /// A handler failure.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// May succeed later (database or dependency down): retried with a delay.
+    /// The service's own database (or another dependency every event needs) is
+    /// unreachable: not the event's fault, so retried with the longest delay
+    /// and never dead-lettered.
+    #[error("unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    /// May succeed later (conflict, deadlock, flaky dependency): retried with
+    /// a growing delay, dead-lettered after the maximum number of deliveries.
     #[error("transient: {0:#}")]
     Transient(anyhow::Error),
     /// Will never succeed (invalid payload): dead-lettered at once.
@@ -50,6 +58,11 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
+    /// An unavailable dependency.
+    pub fn unavailable(error: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable(error.into())
+    }
+
     /// A transient failure.
     pub fn transient(error: impl Into<anyhow::Error>) -> Self {
         Self::Transient(error.into())
@@ -62,8 +75,17 @@ impl HandlerError {
 }
 
 impl From<sqlx::Error> for HandlerError {
+    /// Connection-level failures mean the database is unavailable; errors the
+    /// server returned for a statement are transient.
     fn from(error: sqlx::Error) -> Self {
-        Self::Transient(error.into())
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(error.into()),
+            other => Self::Transient(other.into()),
+        }
     }
 }
 
@@ -358,6 +380,14 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
             Ok(Processed::Applied) => Settle::Ack("processed"),
             Ok(Processed::Duplicate) => Settle::Ack("duplicate"),
             Ok(Processed::Ignored) => Settle::Ack("ignored"),
+            Err(HandlerError::Unavailable(error)) => {
+                tracing::warn!(event_id = %envelope.event_id, deliveries, error = format!("{error:#}"), "dependency unavailable; will retry");
+                Settle::Nak(
+                    self.config
+                        .max_nak_delay
+                        .min(self.config.nak_delay_after(deliveries)),
+                )
+            }
             Err(HandlerError::Transient(error)) if deliveries < self.config.max_deliveries => {
                 tracing::warn!(event_id = %envelope.event_id, deliveries, error = format!("{error:#}"), "handler failed; will retry");
                 Settle::Nak(self.config.nak_delay_after(deliveries))
@@ -416,6 +446,18 @@ mod tests {
         assert_eq!(config.nak_delay_after(2), Duration::from_millis(400));
         assert_eq!(config.nak_delay_after(3), Duration::from_millis(800));
         assert_eq!(config.nak_delay_after(40), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable_and_statement_failures_transient() {
+        assert!(matches!(
+            HandlerError::from(sqlx::Error::PoolTimedOut),
+            HandlerError::Unavailable(_)
+        ));
+        assert!(matches!(
+            HandlerError::from(sqlx::Error::RowNotFound),
+            HandlerError::Transient(_)
+        ));
     }
 
     #[test]

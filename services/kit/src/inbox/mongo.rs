@@ -17,8 +17,15 @@ pub const DEAD_LETTER_COLLECTION: &str = "dead_letters";
 const DUPLICATE_KEY: i32 = 11000;
 
 impl From<mongodb::error::Error> for HandlerError {
+    /// Network and server-selection failures mean MongoDB is unavailable;
+    /// other errors are transient.
     fn from(error: mongodb::error::Error) -> Self {
-        Self::Transient(error.into())
+        match error.kind.as_ref() {
+            ErrorKind::Io(_)
+            | ErrorKind::ServerSelection { .. }
+            | ErrorKind::ConnectionPoolCleared { .. } => Self::Unavailable(error.into()),
+            _ => Self::Transient(error.into()),
+        }
     }
 }
 

@@ -9,15 +9,35 @@ use silo_kit::inbox::postgres::{PgDeadLetters, PgEventHandler, PgInbox};
 use silo_kit::metrics::Metrics;
 use silo_kit::shutdown::Shutdown;
 use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Records each applied event in `effects`, or fails as configured.
+/// Records each applied event in `effects`, or fails as configured: with
+/// `failure` set, always, or only `failures_left` times when that is set.
 #[derive(Clone)]
 struct RecordingHandler {
     failure: Option<fn() -> HandlerError>,
+    failures_left: Option<Arc<AtomicUsize>>,
+}
+
+impl RecordingHandler {
+    fn succeeding() -> Self {
+        Self {
+            failure: None,
+            failures_left: None,
+        }
+    }
+
+    fn failing(failure: fn() -> HandlerError) -> Self {
+        Self {
+            failure: Some(failure),
+            failures_left: None,
+        }
+    }
 }
 
 impl PgEventHandler for RecordingHandler {
@@ -32,9 +52,15 @@ impl PgEventHandler for RecordingHandler {
             .bind(&event.email)
             .execute(&mut *tx)
             .await?;
+        let fails_now = match &self.failures_left {
+            None => true,
+            Some(left) => left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok(),
+        };
         match self.failure {
-            Some(failure) => Err(failure()),
-            None => Ok(()),
+            Some(failure) if fails_now => Err(failure()),
+            _ => Ok(()),
         }
     }
 }
@@ -121,7 +147,7 @@ fn registered() -> Envelope {
 
 #[tokio::test]
 async fn event_delivered_twice_is_applied_once() {
-    let fixture = Fixture::start(RecordingHandler { failure: None }, 5).await;
+    let fixture = Fixture::start(RecordingHandler::succeeding(), 5).await;
     let envelope = registered();
     // Two copies under different message ids get past broker de-duplication.
     fixture.publish_raw(envelope.to_vec().unwrap()).await;
@@ -161,9 +187,8 @@ async fn event_delivered_twice_is_applied_once() {
 
 #[tokio::test]
 async fn transiently_failing_event_is_dead_lettered_after_max_deliveries() {
-    let handler = RecordingHandler {
-        failure: Some(|| HandlerError::transient(anyhow::anyhow!("dependency down"))),
-    };
+    let handler =
+        RecordingHandler::failing(|| HandlerError::transient(anyhow::anyhow!("dependency down")));
     let fixture = Fixture::start(handler, 3).await;
     let envelope = registered();
     fixture.publish_raw(envelope.to_vec().unwrap()).await;
@@ -209,9 +234,9 @@ async fn transiently_failing_event_is_dead_lettered_after_max_deliveries() {
 
 #[tokio::test]
 async fn permanently_failing_event_is_dead_lettered_on_first_delivery() {
-    let handler = RecordingHandler {
-        failure: Some(|| HandlerError::permanent(anyhow::anyhow!("amount is negative"))),
-    };
+    let handler = RecordingHandler::failing(|| {
+        HandlerError::permanent(anyhow::anyhow!("amount is negative"))
+    });
     let fixture = Fixture::start(handler, 5).await;
     fixture.publish_raw(registered().to_vec().unwrap()).await;
     wait_until("dead letter recorded", PATIENCE, || async {
@@ -227,7 +252,7 @@ async fn permanently_failing_event_is_dead_lettered_on_first_delivery() {
 
 #[tokio::test]
 async fn undecodable_message_is_dead_lettered_without_an_event_id() {
-    let fixture = Fixture::start(RecordingHandler { failure: None }, 5).await;
+    let fixture = Fixture::start(RecordingHandler::succeeding(), 5).await;
     fixture.publish_raw(b"not json".to_vec()).await;
     wait_until("dead letter recorded", PATIENCE, || async {
         fixture
@@ -241,7 +266,7 @@ async fn undecodable_message_is_dead_lettered_without_an_event_id() {
 
 #[tokio::test]
 async fn events_the_handler_does_not_handle_are_acknowledged_without_inbox_rows() {
-    let fixture = Fixture::start(RecordingHandler { failure: None }, 5).await;
+    let fixture = Fixture::start(RecordingHandler::succeeding(), 5).await;
     let other = Envelope::new(
         &silo_kit::events::UserEmailChanged {
             user_id: Uuid::new_v4(),
@@ -259,6 +284,24 @@ async fn events_the_handler_does_not_handle_are_acknowledged_without_inbox_rows(
     })
     .await;
     assert_eq!(fixture.count("SELECT count(*) FROM inbox").await, 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM dead_letters").await, 0);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn event_failing_while_the_database_is_unavailable_is_retried_past_max_deliveries() {
+    // Five failures against a maximum of three deliveries: a transient failure
+    // would be dead-lettered, an unavailable database must not be.
+    let handler = RecordingHandler {
+        failure: Some(|| HandlerError::unavailable(anyhow::anyhow!("database unreachable"))),
+        failures_left: Some(Arc::new(AtomicUsize::new(5))),
+    };
+    let fixture = Fixture::start(handler, 3).await;
+    fixture.publish_raw(registered().to_vec().unwrap()).await;
+    wait_until("event applied after the outage", PATIENCE, || async {
+        fixture.count("SELECT count(*) FROM effects").await == 1
+    })
+    .await;
     assert_eq!(fixture.count("SELECT count(*) FROM dead_letters").await, 0);
     fixture.stop().await;
 }

@@ -268,3 +268,43 @@ async fn events_written_during_a_broker_outage_are_published_exactly_once_after_
     shutdown.trigger();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn two_relays_on_one_database_publish_each_record_once() {
+    let (_db, pool, namespace, jetstream) = users_stream_fixture().await;
+    enqueue_users(&pool, 120).await;
+    let config = RelayConfig {
+        batch_size: 10,
+        ..RelayConfig::default()
+    };
+    let shutdown = silo_kit::shutdown::Shutdown::new();
+    let mut relays = Vec::new();
+    for _ in 0..2 {
+        let metrics = silo_kit::metrics::Metrics::new();
+        let relay = silo_kit::outbox::Relay::new(
+            silo_kit::outbox::postgres::PgOutbox::new(pool.clone()),
+            jetstream.clone(),
+            namespace.clone(),
+            config.clone(),
+            metrics.clone(),
+        );
+        relays.push((metrics, tokio::spawn(relay.run(shutdown.clone()))));
+    }
+    wait_until("all 120 records published", PATIENCE, || async {
+        unpublished(&pool).await == 0
+    })
+    .await;
+    shutdown.trigger();
+    let mut published_by_relays = 0;
+    for (metrics, task) in relays {
+        task.await.unwrap();
+        published_by_relays += metrics.outbox_published.get();
+    }
+    // The stream would hide a double publication (de-duplication), the relays' counts do not.
+    assert_eq!(published_by_relays, 120);
+    assert_eq!(
+        stream_messages(&jetstream, &namespace, StreamKind::Users).await,
+        120
+    );
+    delete_streams(&jetstream, &namespace).await;
+}
