@@ -78,3 +78,69 @@ async fn unreachable_broker_fails_start_up_after_the_retry_period() {
     assert!(matches!(error, StartupError::Broker(_)), "{error}");
     assert!(error.to_string().contains("127.0.0.1:9"), "{error}");
 }
+
+#[tokio::test]
+async fn binary_serves_until_sigterm_then_exits_cleanly() {
+    let database = silo_testenv::TestDatabase::create().await;
+    let namespace = format!("u{}", silo_testenv::unique_suffix());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_user-service"))
+        .env_clear()
+        .env("DATABASE_URL", database.url())
+        .env("BROKER_URL", silo_testenv::require("SILO_NATS_URL"))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("EVENT_NAMESPACE", &namespace)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    let mut healthy = false;
+    for _ in 0..300 {
+        if client
+            .get(&healthz)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !healthy {
+        let _ = child.kill();
+        panic!("user-service binary did not become healthy");
+    }
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let mut exit = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exit = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(status) = exit else {
+        let _ = child.kill();
+        panic!("user-service did not exit after SIGTERM");
+    };
+    assert!(status.success(), "exit status {status}");
+    let jetstream = silo_kit::broker::jetstream(silo_testenv::nats_client().await);
+    let _ = jetstream
+        .delete_stream(
+            EventNamespace::prefixed(namespace)
+                .unwrap()
+                .stream_name(silo_kit::events::StreamKind::Users),
+        )
+        .await;
+}
