@@ -264,3 +264,78 @@ async fn a_cancelled_bookings_failed_payment_is_no_longer_retryable() {
             .contains("CANCELLED")
     );
 }
+
+/// Unreachable for the first call of each attempt, then the simulator.
+struct UnreachableOnce {
+    failed: std::sync::Mutex<std::collections::HashSet<String>>,
+    inner: payment_service::gateway::SimulatedGateway,
+}
+
+#[async_trait::async_trait]
+impl payment_service::gateway::PaymentGateway for UnreachableOnce {
+    async fn charge(
+        &self,
+        request: &ChargeRequest,
+    ) -> Result<payment_service::payment::ChargeResult, payment_service::gateway::GatewayError>
+    {
+        if self
+            .failed
+            .lock()
+            .unwrap()
+            .insert(request.idempotency_key.clone())
+        {
+            return Err(payment_service::gateway::GatewayError::Unavailable(
+                "timeout".into(),
+            ));
+        }
+        self.inner.charge(request).await
+    }
+
+    async fn refund(&self, id: &str) -> Result<(), payment_service::gateway::GatewayError> {
+        self.inner.refund(id).await
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_gateway_is_retried_by_redelivery_and_charges_once() {
+    let gateway = std::sync::Arc::new(UnreachableOnce {
+        failed: Default::default(),
+        inner: Default::default(),
+    });
+    let t = PaymentUnderTest::start_with(gateway.clone()).await;
+    let booking = booking_created(Uuid::new_v4(), 10);
+    t.publish(&booking).await;
+    let paid = eventually("the payment after a redelivery", WAIT, || async {
+        let found = t
+            .app
+            .store()
+            .find_by_booking(booking.booking_id)
+            .await
+            .unwrap();
+        found.filter(|p| p.status == PaymentStatus::Succeeded)
+    })
+    .await;
+    assert_eq!(paid.attempts, 1);
+    assert_eq!(gateway.inner.captures(), 1);
+}
+
+#[tokio::test]
+async fn an_undecodable_event_is_dead_lettered() {
+    let (t, gateway) = PaymentUnderTest::start().await;
+    let mut envelope = Envelope::new(&booking_created(Uuid::new_v4(), 10), "bad").unwrap();
+    envelope.data = serde_json::json!({ "bookingId": "not-a-uuid" });
+    t.publish_as::<BookingCreated>(&envelope, &envelope.event_id.to_string())
+        .await;
+    t.wait_until_bookings_consumer_drained().await;
+    let letter = eventually("the dead letter", WAIT, || async {
+        let rows: Vec<(Option<Uuid>, String)> =
+            sqlx::query_as("SELECT event_id, consumer FROM dead_letters")
+                .fetch_all(&t.pool())
+                .await
+                .unwrap();
+        rows.into_iter().next()
+    })
+    .await;
+    assert_eq!(letter, (Some(envelope.event_id), CONSUMER_NAME.to_string()));
+    assert_eq!(gateway.captures(), 0);
+}

@@ -74,7 +74,7 @@ pub struct PaymentUnderTest {
     pub jetstream: jetstream::Context,
     pub http: reqwest::Client,
     pub base: String,
-    _database: silo_testenv::TestDatabase,
+    database: silo_testenv::TestDatabase,
 }
 
 impl PaymentUnderTest {
@@ -116,8 +116,16 @@ impl PaymentUnderTest {
             jetstream,
             http: reqwest::Client::new(),
             base,
-            _database: database,
+            database,
         }
+    }
+
+    /// A pool on the service's database.
+    pub fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy(self.database.url())
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
