@@ -44,6 +44,16 @@ pub enum EventError {
         /// The envelope's type.
         actual: String,
     },
+    /// The envelope carries a newer schema version than this service understands.
+    #[error("{event_type} version {actual} is newer than the supported version {supported}")]
+    UnsupportedVersion {
+        /// The event type.
+        event_type: &'static str,
+        /// The envelope's version.
+        actual: u32,
+        /// The newest version this code reads.
+        supported: u32,
+    },
     /// The JSON does not match the payload type.
     #[error("invalid event JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -67,12 +77,20 @@ impl Envelope {
         self.event_type == E::TYPE
     }
 
-    /// The payload as an `E`; fails on another event type or a schema mismatch.
+    /// The payload as an `E`; fails on another event type, a newer version
+    /// than `E::VERSION`, or a schema mismatch.
     pub fn decode<E: Event>(&self) -> Result<E, EventError> {
         if !self.is::<E>() {
             return Err(EventError::WrongType {
                 expected: E::TYPE,
                 actual: self.event_type.clone(),
+            });
+        }
+        if self.event_version > E::VERSION {
+            return Err(EventError::UnsupportedVersion {
+                event_type: E::TYPE,
+                actual: self.event_version,
+                supported: E::VERSION,
             });
         }
         Ok(E::deserialize(&self.data)?)
@@ -419,6 +437,23 @@ mod tests {
         assert!(matches!(
             envelope.decode::<BookingCancelled>(),
             Err(EventError::WrongType { .. })
+        ));
+    }
+
+    #[test]
+    fn newer_event_version_is_refused_rather_than_misread() {
+        let mut envelope = Envelope::new(
+            &BookingConfirmed {
+                booking_id: Uuid::nil(),
+                payment_id: Uuid::nil(),
+            },
+            "c",
+        )
+        .unwrap();
+        envelope.event_version = 2;
+        assert!(matches!(
+            envelope.decode::<BookingConfirmed>(),
+            Err(EventError::UnsupportedVersion { actual: 2, .. })
         ));
     }
 
