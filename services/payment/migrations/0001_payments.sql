@@ -4,6 +4,7 @@ CREATE TABLE payments (
     booking_id      UUID NOT NULL UNIQUE,
     user_id         UUID NOT NULL,
     user_email      TEXT,
+    user_email_as_of TIMESTAMPTZ NOT NULL,
     amount          NUMERIC(12, 2) NOT NULL CHECK (amount > 0),
     currency        TEXT NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('PENDING', 'SUCCEEDED', 'FAILED', 'REFUNDED')),

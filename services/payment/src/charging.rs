@@ -119,6 +119,7 @@ impl Charging {
                 booking_id: booking.booking_id,
                 user_id: booking.user_id,
                 user_email: Some(booking.user_email),
+                user_email_as_of: envelope.occurred_at,
                 amount: booking.total_amount,
                 currency: booking.currency,
                 metadata: serde_json::json!({
@@ -224,7 +225,12 @@ impl Charging {
         let changed: UserEmailChanged = envelope.decode()?;
         Ok(self
             .store
-            .change_user_email(changed.user_id, &changed.new_email, &inbox)
+            .change_user_email(
+                changed.user_id,
+                &changed.new_email,
+                envelope.occurred_at,
+                &inbox,
+            )
             .await?)
     }
 }

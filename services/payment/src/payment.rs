@@ -99,6 +99,8 @@ pub struct Payment {
     pub user_id: Uuid,
     /// A copy of the user's email, kept fresh by `UserEmailChanged`.
     pub user_email: Option<String>,
+    /// When the email copy was true (an older change never overwrites a newer copy).
+    pub user_email_as_of: DateTime<Utc>,
     /// The amount charged.
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
@@ -133,6 +135,8 @@ pub struct NewPayment {
     pub user_id: Uuid,
     /// The user's email if known.
     pub user_email: Option<String>,
+    /// When that email was true (the announcing event's time).
+    pub user_email_as_of: DateTime<Utc>,
     /// The amount to charge.
     pub amount: Decimal,
     /// ISO currency code.
@@ -150,6 +154,7 @@ impl NewPayment {
             booking_id: self.booking_id,
             user_id: self.user_id,
             user_email: self.user_email,
+            user_email_as_of: self.user_email_as_of.trunc_subsecs(3),
             amount: self.amount,
             currency: self.currency,
             status: PaymentStatus::Pending,

@@ -11,6 +11,7 @@ pub use mongo::MongoPaymentStore;
 pub use postgres::PgPaymentStore;
 
 use crate::payment::{BookingState, ChargeResult, NewPayment, Payment};
+use chrono::{DateTime, Utc};
 pub use silo_kit::consumer::DeadLetter;
 use silo_kit::events::Envelope;
 use uuid::Uuid;
@@ -110,11 +111,13 @@ pub trait PaymentStore: Send + Sync + 'static {
         inbox: &InboxMark,
     ) -> Result<Effect<()>, StoreError>;
 
-    /// Replaces the email copy on all payments of a user; returns how many changed.
+    /// Replaces the email copy on the user's payments whose copy is older than `as_of`;
+    /// returns how many changed.
     async fn change_user_email(
         &self,
         user_id: Uuid,
         new_email: &str,
+        as_of: DateTime<Utc>,
         inbox: &InboxMark,
     ) -> Result<Effect<u64>, StoreError>;
 

@@ -37,6 +37,7 @@ struct PaymentDocument {
     booking_id: String,
     user_id: String,
     user_email: Option<String>,
+    user_email_as_of: BsonDateTime,
     amount: Decimal128,
     currency: String,
     status: PaymentStatus,
@@ -75,6 +76,7 @@ impl PaymentDocument {
             booking_id: payment.booking_id.to_string(),
             user_id: payment.user_id.to_string(),
             user_email: payment.user_email.clone(),
+            user_email_as_of: to_bson_time(payment.user_email_as_of),
             amount: Decimal128::from_str(&payment.amount.to_string())
                 .map_err(|e| StoreError::Corrupt(format!("amount: {e}")))?,
             currency: payment.currency.clone(),
@@ -96,6 +98,7 @@ impl PaymentDocument {
             booking_id: parse_uuid(&self.booking_id, "bookingId")?,
             user_id: parse_uuid(&self.user_id, "userId")?,
             user_email: self.user_email,
+            user_email_as_of: from_bson_time(self.user_email_as_of)?,
             amount: rust_decimal::Decimal::from_str(&self.amount.to_string())
                 .map_err(|e| StoreError::Corrupt(format!("amount: {e}")))?,
             currency: self.currency,
@@ -354,6 +357,7 @@ impl PaymentStore for MongoPaymentStore {
         &self,
         user_id: Uuid,
         new_email: &str,
+        as_of: DateTime<Utc>,
         inbox: &InboxMark,
     ) -> Result<Effect<u64>, StoreError> {
         let mut session = self.begin().await?;
@@ -363,8 +367,9 @@ impl PaymentStore for MongoPaymentStore {
         let changed = self
             .payments
             .update_many(
-                doc! { "userId": user_id.to_string(), "userEmail": { "$ne": new_email } },
-                doc! { "$set": { "userEmail": new_email,
+                doc! { "userId": user_id.to_string(),
+                "userEmailAsOf": { "$lt": to_bson_time(as_of) } },
+                doc! { "$set": { "userEmail": new_email, "userEmailAsOf": to_bson_time(as_of),
                 "updatedAt": to_bson_time(now_millis()) } },
             )
             .session(&mut session)

@@ -4,6 +4,7 @@ use super::{DeadLetter, Effect, InboxMark, OutboxEntry, PaymentStore, StoreError
 use crate::payment::{
     BookingState, ChargeResult, NewPayment, Payment, PaymentMethod, PaymentStatus, now_millis,
 };
+use chrono::{DateTime, SubsecRound, Utc};
 use silo_kit::consumer::DeadLetterSink;
 use silo_kit::inbox::postgres::PgDeadLetters;
 use sqlx::postgres::PgRow;
@@ -16,7 +17,7 @@ pub struct PgPaymentStore {
     pool: PgPool,
 }
 
-const PAYMENT_COLUMNS: &str = "id, booking_id, user_id, user_email, amount, currency, status, \
+const PAYMENT_COLUMNS: &str = "id, booking_id, user_id, user_email, user_email_as_of, amount, currency, status, \
      payment_method, transaction_id, failure_reason, attempts, booking_status, created_at, \
      updated_at, metadata";
 
@@ -82,6 +83,7 @@ fn payment_from_row(row: &PgRow) -> Result<Payment, StoreError> {
         booking_id: row.try_get("booking_id")?,
         user_id: row.try_get("user_id")?,
         user_email: row.try_get("user_email")?,
+        user_email_as_of: row.try_get("user_email_as_of")?,
         amount: row.try_get("amount")?,
         currency: row.try_get("currency")?,
         status: PaymentStatus::parse(&status)
@@ -108,8 +110,8 @@ impl PaymentStore for PgPaymentStore {
         let payment = new.into_payment();
         let sql = format!(
             "INSERT INTO payments (id, booking_id, user_id, user_email, amount, currency, status, \
-             attempts, booking_status, created_at, updated_at, metadata) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
+             attempts, booking_status, created_at, updated_at, metadata, user_email_as_of) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
              ON CONFLICT (booking_id) DO NOTHING RETURNING {PAYMENT_COLUMNS}"
         );
         let inserted = sqlx::query(&sql)
@@ -124,6 +126,7 @@ impl PaymentStore for PgPaymentStore {
             .bind(payment.booking_status.as_str())
             .bind(payment.created_at)
             .bind(&payment.metadata)
+            .bind(payment.user_email_as_of)
             .fetch_optional(&self.pool)
             .await?;
         match inserted {
@@ -245,6 +248,7 @@ impl PaymentStore for PgPaymentStore {
         &self,
         user_id: Uuid,
         new_email: &str,
+        as_of: DateTime<Utc>,
         inbox: &InboxMark,
     ) -> Result<Effect<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -252,12 +256,13 @@ impl PaymentStore for PgPaymentStore {
             return Ok(Effect::Duplicate);
         }
         let changed = sqlx::query(
-            "UPDATE payments SET user_email = $2, updated_at = $3 \
-             WHERE user_id = $1 AND user_email IS DISTINCT FROM $2",
+            "UPDATE payments SET user_email = $2, user_email_as_of = $4, updated_at = $3 \
+             WHERE user_id = $1 AND user_email_as_of < $4",
         )
         .bind(user_id)
         .bind(new_email)
         .bind(now_millis())
+        .bind(as_of.trunc_subsecs(3))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

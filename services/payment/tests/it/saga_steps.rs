@@ -143,6 +143,7 @@ async fn a_crash_between_charge_and_commit_repeats_the_same_charge_request() {
             booking_id: booking.booking_id,
             user_id: booking.user_id,
             user_email: Some(booking.user_email.clone()),
+            user_email_as_of: chrono::Utc::now(),
             amount: booking.total_amount,
             currency: booking.currency.clone(),
             metadata: serde_json::json!({}),

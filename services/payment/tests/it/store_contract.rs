@@ -122,6 +122,7 @@ fn new_payment(user_id: Uuid, amount: i64) -> NewPayment {
         booking_id: Uuid::new_v4(),
         user_id,
         user_email: Some("ada@example.com".into()),
+        user_email_as_of: chrono::Utc::now() - chrono::Duration::minutes(5),
         amount: Decimal::new(amount * 100 + 50, 2),
         currency: "USD".into(),
         metadata: serde_json::json!({ "correlationId": "c-1" }),
@@ -375,8 +376,9 @@ pub mod checks {
         let b = store.open(new_payment(user, 20)).await.unwrap();
         let other = store.open(new_payment(Uuid::new_v4(), 30)).await.unwrap();
         let mark = inbox();
+        let now = chrono::Utc::now();
         let changed = store
-            .change_user_email(user, "new@example.com", &mark)
+            .change_user_email(user, "new@example.com", now, &mark)
             .await
             .unwrap();
         assert_eq!(changed, Effect::Applied(2));
@@ -388,11 +390,41 @@ pub mod checks {
         assert_eq!(untouched.user_email.as_deref(), Some("ada@example.com"));
         assert_eq!(
             store
-                .change_user_email(user, "x@example.com", &mark)
+                .change_user_email(user, "x@example.com", now, &mark)
                 .await
                 .unwrap(),
             Effect::Duplicate
         );
+    }
+
+    pub async fn an_older_email_change_never_overwrites_a_newer_copy(h: Box<dyn Harness>) {
+        let store = h.store();
+        let user = Uuid::new_v4();
+        let payment = store.open(new_payment(user, 10)).await.unwrap();
+        let newer = chrono::Utc::now();
+        let older = newer - chrono::Duration::minutes(1);
+        store
+            .change_user_email(user, "newest@example.com", newer, &inbox())
+            .await
+            .unwrap();
+        let late = store
+            .change_user_email(user, "older@example.com", older, &inbox())
+            .await
+            .unwrap();
+        assert_eq!(late, Effect::Applied(0));
+        let stored = store.get(payment.id).await.unwrap().unwrap();
+        assert_eq!(stored.user_email.as_deref(), Some("newest@example.com"));
+        // A change older than the booking's own copy is ignored as well.
+        let early = store
+            .change_user_email(
+                user,
+                "ancient@example.com",
+                payment.user_email_as_of - chrono::Duration::minutes(1),
+                &inbox(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(early, Effect::Applied(0));
     }
 
     pub async fn the_inbox_remembers_handled_events(h: Box<dyn Harness>) {
@@ -464,6 +496,7 @@ contract!(
     retry_is_refused_unless_failed_with_a_pending_booking,
     a_refund_marks_only_a_succeeded_payment,
     an_email_change_updates_only_that_users_payments,
+    an_older_email_change_never_overwrites_a_newer_copy,
     the_inbox_remembers_handled_events,
     dead_letters_are_kept,
 );
