@@ -5,7 +5,7 @@ use super::{OutboxError, OutboxRecord, OutboxStore, WakeSignal};
 use crate::correlation::CorrelationId;
 use crate::events::{Envelope, Event};
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
 use uuid::Uuid;
@@ -47,6 +47,9 @@ pub async fn enqueue_envelope(
     Ok(())
 }
 
+/// Connections the relay's own pool keeps.
+const RELAY_CONNECTIONS: u32 = 2;
+
 /// The outbox of one PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgOutbox {
@@ -55,8 +58,20 @@ pub struct PgOutbox {
 
 impl PgOutbox {
     /// The outbox in `pool`'s database (its tables come from [`crate::postgres::migrate`]).
+    ///
+    /// The relay uses a small pool of its own on the same database with
+    /// `synchronous_commit = off`: losing a claim or a "published" mark in a
+    /// crash only leads to a re-publication that JetStream and the inboxes
+    /// drop, so the relay need not wait for WAL flushes on every batch.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let options = (*pool.connect_options())
+            .clone()
+            .options([("synchronous_commit", "off")]);
+        let relay_pool = PgPoolOptions::new()
+            .max_connections(RELAY_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Self { pool: relay_pool }
     }
 }
 
