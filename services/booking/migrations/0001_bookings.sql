@@ -19,11 +19,13 @@ CREATE INDEX bookings_user_newest ON bookings (user_id, created_at DESC, id DESC
 CREATE INDEX bookings_newest ON bookings (created_at DESC, id DESC);
 
 -- The local replica of users, fed by UserRegistered and UserEmailChanged.
+-- email_as_of: when the email was true, so an older change never overwrites a newer one.
 CREATE TABLE known_users (
-    user_id     UUID PRIMARY KEY,
-    email       TEXT NOT NULL,
-    full_name   TEXT,
-    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+    user_id      UUID PRIMARY KEY,
+    email        TEXT NOT NULL,
+    email_as_of  TIMESTAMPTZ NOT NULL,
+    full_name    TEXT,
+    updated_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 -- Every payment outcome received, and what the booking did about it (audit trail of the saga).

@@ -86,15 +86,20 @@ impl PgEventHandler for UserEvents {
                 email: event.email,
                 full_name: Some(event.full_name),
             };
-            BookingRepository::remember_user(tx, &user)
+            BookingRepository::remember_user(tx, &user, envelope.occurred_at)
                 .await
                 .map_err(store_failure)
         } else {
             let event: UserEmailChanged = envelope.decode()?;
-            BookingRepository::change_user_email(tx, event.user_id, &event.new_email)
-                .await
-                .map(|_| ())
-                .map_err(store_failure)
+            BookingRepository::change_user_email(
+                tx,
+                event.user_id,
+                &event.new_email,
+                envelope.occurred_at,
+            )
+            .await
+            .map(|_| ())
+            .map_err(store_failure)
         }
     }
 }

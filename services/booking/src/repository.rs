@@ -315,34 +315,66 @@ impl BookingRepository {
         Ok(reaction)
     }
 
-    /// Adds a registered user to the local replica (on the consumer's transaction).
+    /// Adds a registered user to the local replica (on the consumer's transaction). A
+    /// registration is the earliest fact about a user: a row already there is at least as new.
     pub async fn remember_user(
         conn: &mut PgConnection,
         user: &KnownUser,
+        as_of: DateTime<Utc>,
     ) -> Result<(), RepositoryError> {
-        upsert_known_user(conn, user).await
+        sqlx::query(
+            "INSERT INTO known_users (user_id, email, email_as_of, full_name) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE \
+             SET full_name = COALESCE(known_users.full_name, EXCLUDED.full_name)",
+        )
+        .bind(user.user_id)
+        .bind(&user.email)
+        .bind(as_of)
+        .bind(&user.full_name)
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 
-    /// Records a user learnt from user-service's API (no event involved).
+    /// Records a user just read from user-service's API (the freshest copy there is).
     pub async fn cache_user(&self, user: &KnownUser) -> Result<(), RepositoryError> {
-        upsert_known_user(&self.pool, user).await
+        sqlx::query(
+            "INSERT INTO known_users (user_id, email, email_as_of, full_name) \
+             VALUES ($1, $2, now(), $3) ON CONFLICT (user_id) DO UPDATE \
+             SET email = EXCLUDED.email, email_as_of = EXCLUDED.email_as_of, \
+                 full_name = EXCLUDED.full_name, updated_at = now()",
+        )
+        .bind(user.user_id)
+        .bind(&user.email)
+        .bind(&user.full_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Replaces the email in the replica and on all of the user's bookings (on the consumer's
-    /// transaction); returns how many bookings changed.
+    /// transaction), unless the replica already holds a newer email; returns how many bookings
+    /// changed.
     pub async fn change_user_email(
         conn: &mut PgConnection,
         user_id: Uuid,
         new_email: &str,
+        as_of: DateTime<Utc>,
     ) -> Result<u64, RepositoryError> {
-        sqlx::query(
-            "INSERT INTO known_users (user_id, email) VALUES ($1, $2) \
-             ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, updated_at = now()",
+        let newer = sqlx::query(
+            "INSERT INTO known_users (user_id, email, email_as_of) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE \
+             SET email = EXCLUDED.email, email_as_of = EXCLUDED.email_as_of, updated_at = now() \
+             WHERE known_users.email_as_of < EXCLUDED.email_as_of",
         )
         .bind(user_id)
         .bind(new_email)
+        .bind(as_of)
         .execute(&mut *conn)
         .await?;
+        if newer.rows_affected() == 0 {
+            return Ok(0);
+        }
         let changed = sqlx::query(
             "UPDATE bookings SET user_email = $2, updated_at = $3 \
              WHERE user_id = $1 AND user_email <> $2",
@@ -371,23 +403,6 @@ impl BookingRepository {
         })
         .transpose()
     }
-}
-
-async fn upsert_known_user<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
-    user: &KnownUser,
-) -> Result<(), RepositoryError> {
-    sqlx::query(
-        "INSERT INTO known_users (user_id, email, full_name) VALUES ($1, $2, $3) \
-         ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, \
-         full_name = COALESCE(EXCLUDED.full_name, known_users.full_name), updated_at = now()",
-    )
-    .bind(user.user_id)
-    .bind(&user.email)
-    .bind(&user.full_name)
-    .execute(executor)
-    .await?;
-    Ok(())
 }
 
 async fn record_outcome(

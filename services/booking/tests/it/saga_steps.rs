@@ -170,3 +170,26 @@ async fn user_events_feed_the_replica_and_the_booking_email_copies() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_email_change_handled_after_a_newer_one_is_ignored() {
+    let t = BookingUnderTest::start().await;
+    let (user, token) = t.users.add_user("ada@example.com");
+    let id = new_booking(&t, &token).await;
+    let inbox = PgInbox::new(t.app.pool().clone(), CONSUMER_NAME, UserEvents);
+    let change = |from: &str, to: &str| UserEmailChanged {
+        user_id: user.id,
+        old_email: from.into(),
+        new_email: to.into(),
+    };
+    let first = Envelope::new(&change("ada@example.com", "b@example.com"), "c").unwrap();
+    let second = Envelope::new(&change("b@example.com", "c@example.com"), "c").unwrap();
+    inbox.handle(&second).await.unwrap();
+    inbox.handle(&first).await.unwrap();
+    let email: String = sqlx::query_scalar("SELECT user_email FROM bookings WHERE id = $1")
+        .bind(id)
+        .fetch_one(t.app.pool())
+        .await
+        .unwrap();
+    assert_eq!(email, "c@example.com");
+}
