@@ -9,6 +9,7 @@ use silo_kit::events::{
     Envelope, Event, PaymentFailed, PaymentSucceeded, UserEmailChanged, UserRegistered,
 };
 use silo_kit::inbox::postgres::PgEventHandler;
+use silo_kit::outbox::OutboxError;
 use sqlx::PgConnection;
 
 /// The durable consumer name of booking-service on every stream it reads.
@@ -17,7 +18,11 @@ pub const CONSUMER_NAME: &str = "booking-service";
 fn store_failure(error: RepositoryError) -> HandlerError {
     match error {
         RepositoryError::Corrupt(_) => HandlerError::permanent(error),
-        _ => HandlerError::transient(error),
+        // Connection-level failures are an outage (retried, never dead-lettered).
+        RepositoryError::Postgres(sql) | RepositoryError::Outbox(OutboxError::Postgres(sql)) => {
+            HandlerError::from(sql)
+        }
+        other => HandlerError::transient(other),
     }
 }
 

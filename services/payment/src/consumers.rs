@@ -25,8 +25,24 @@ fn failure(error: ChargingError) -> HandlerError {
         ChargingError::Malformed(_) | ChargingError::Store(StoreError::Corrupt(_)) => {
             HandlerError::permanent(error)
         }
-        _ => HandlerError::transient(error),
+        // An outage is not the event's fault: retried until the dependency is back.
+        ChargingError::Gateway(_) => HandlerError::unavailable(error),
+        ChargingError::Store(StoreError::Postgres(sql)) => HandlerError::from(sql),
+        ChargingError::Store(StoreError::Mongo(mongo)) if is_outage(&mongo) => {
+            HandlerError::unavailable(mongo)
+        }
+        other => HandlerError::transient(other),
     }
+}
+
+/// Whether MongoDB could not be reached at all (as opposed to refusing a statement).
+fn is_outage(error: &mongodb::error::Error) -> bool {
+    matches!(
+        error.kind.as_ref(),
+        mongodb::error::ErrorKind::Io(_)
+            | mongodb::error::ErrorKind::ServerSelection { .. }
+            | mongodb::error::ErrorKind::ConnectionPoolCleared { .. }
+    )
 }
 
 /// `BookingCreated` → charge; `RefundRequested` → refund; `BookingConfirmed`/`BookingCancelled`
