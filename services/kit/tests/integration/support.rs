@@ -2,9 +2,6 @@
 
 use async_nats::jetstream;
 use silo_kit::events::{EventNamespace, StreamKind};
-use silo_kit::metrics::Metrics;
-use silo_kit::outbox::{Relay, RelayConfig, postgres::PgOutbox};
-use silo_kit::shutdown::Shutdown;
 use silo_testenv::TestDatabase;
 use sqlx::PgPool;
 use std::future::Future;
@@ -68,25 +65,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Starts a relay on `pool`; returns the shutdown handle and its task.
-pub fn spawn_relay(
-    pool: &PgPool,
-    jetstream: jetstream::Context,
-    namespace: &EventNamespace,
-    config: RelayConfig,
-) -> (Shutdown, tokio::task::JoinHandle<()>) {
-    let shutdown = Shutdown::new();
-    let relay = Relay::new(
-        PgOutbox::new(pool.clone()),
-        jetstream,
-        namespace.clone(),
-        config,
-        Metrics::new(),
-    );
-    let task = tokio::spawn(relay.run(shutdown.clone()));
-    (shutdown, task)
 }
 
 /// Messages currently stored in `kind`'s stream.
