@@ -165,6 +165,7 @@ async fn register(
             &correlation_id,
         )
         .await?;
+    tracing::info!(user_id = %user.id, "user registered");
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/users/{}", user.id)) {
         headers.insert(header::LOCATION, location);
@@ -190,7 +191,11 @@ async fn login(
         .map_err(ApiError::internal)?;
     let user_id = match (valid, user_id) {
         (true, Some(id)) => id,
-        _ => return Err(invalid_credentials()),
+        // The identifier is not logged: users type passwords into it by mistake.
+        _ => {
+            tracing::info!("login rejected");
+            return Err(invalid_credentials());
+        }
     };
     let user = state
         .repository
@@ -201,6 +206,7 @@ async fn login(
         .issuer
         .issue(user.id, &user.roles)
         .map_err(ApiError::internal)?;
+    tracing::info!(user_id = %user.id, "login succeeded");
     Ok(Json(LoginResponse {
         token,
         expires_at,
@@ -266,6 +272,7 @@ async fn update_user(
         .repository
         .update(id, email, full_name, &correlation_id)
         .await?;
+    tracing::info!(user_id = %user.id, by = %caller.id, "user updated");
     Ok(Json(user.into()))
 }
 
