@@ -11,12 +11,14 @@ mod kubernetes;
 mod mongodb;
 mod nats;
 mod postgres;
+mod private_nats;
 
 pub use env_file::env_dir;
 pub use kubernetes::{TestNamespace, kube_client};
 pub use mongodb::{mongodb_url, record_skip};
 pub use nats::nats_client;
 pub use postgres::{TestDatabase, postgres_admin_url};
+pub use private_nats::PrivateNats;
 
 /// Reads a variable of the local environment; panics with one clear line when absent.
 pub fn require(var: &str) -> String {

@@ -7,5 +7,4 @@ mod auth;
 mod consumer;
 mod mongo;
 mod outbox;
-mod private_nats;
 mod support;

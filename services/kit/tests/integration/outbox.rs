@@ -261,7 +261,7 @@ async fn two_relays_on_one_database_publish_each_record_once() {
 
 #[tokio::test]
 async fn events_written_during_a_broker_outage_are_published_exactly_once_after_it() {
-    let mut nats = crate::private_nats::PrivateNats::start().await;
+    let mut nats = silo_testenv::PrivateNats::start().await;
     let (database, pool) = migrated_database().await;
     let namespace = private_namespace();
     let jetstream = silo_kit::broker::jetstream(async_nats::connect(nats.url()).await.unwrap());

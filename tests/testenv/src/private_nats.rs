@@ -1,12 +1,10 @@
-//! A private `nats-server -js` on a free port, for tests that take the broker
-//! down without disturbing the shared one.
+//! A NATS server owned by one test, for outages: the shared server must stay up.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// A NATS server process owned by one test; killed on drop.
+/// `nats-server -js` on a free port with its own store directory; killed on drop.
 pub struct PrivateNats {
     port: u16,
     store_dir: PathBuf,
@@ -14,14 +12,14 @@ pub struct PrivateNats {
 }
 
 impl PrivateNats {
-    /// Starts a server with JetStream on a free port and waits until it accepts connections.
+    /// Starts the server and waits until it accepts connections.
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
-            .expect("a free port")
+            .expect("a free port on 127.0.0.1")
             .port();
         let store_dir =
-            std::env::temp_dir().join(format!("silo-kit-nats-{}", silo_testenv::unique_suffix()));
+            std::env::temp_dir().join(format!("silo-test-nats-{}", crate::unique_suffix()));
         let mut server = Self {
             port,
             store_dir,
@@ -36,7 +34,7 @@ impl PrivateNats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the server (an outage); its JetStream store stays on disk.
+    /// Kills the server (an outage) and waits for it to exit; its JetStream store stays.
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
             let _ = process.kill();
@@ -44,7 +42,7 @@ impl PrivateNats {
         }
     }
 
-    /// Starts the server again on the same port and store.
+    /// Starts the server again on the same port and store, and waits until it listens.
     pub async fn resume(&mut self) {
         let process = Command::new("nats-server")
             .args([
@@ -59,18 +57,20 @@ impl PrivateNats {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("nats-server is on PATH");
+            .expect("nats-server is on PATH (tests/env/up installs it)");
         self.process = Some(process);
-        crate::support::wait_until(
-            "private NATS accepting connections",
-            Duration::from_secs(10),
-            || async {
-                tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                    .await
-                    .is_ok()
-            },
-        )
-        .await;
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "private nats-server on port {} did not start within 10s",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
