@@ -1,9 +1,18 @@
 //! Command line: `silo-operator run` and `silo-operator crd`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+
+use crate::controller::{OperatorConfig, run_controllers_with};
+use crate::health::{Readiness, serve};
+use crate::leader::{ElectionConfig, LeaderElector};
+use crate::metrics::Metrics;
 
 /// Silo: a database of its own for every service.
 #[derive(Debug, Parser)]
@@ -15,6 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controllers (uses KUBECONFIG, or the in-cluster service account).
+    Run(RunArgs),
     /// Print the CRDs as YAML, or write them into a directory.
     Crd {
         /// Write one file per CRD into this directory instead of printing.
@@ -23,11 +34,53 @@ enum Command {
     },
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Watch Databases in this namespace only (default: all namespaces).
+    #[arg(long, env = "SILO_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Reconcile only DatabaseServers matching this label selector.
+    #[arg(long, env = "SILO_SERVER_SELECTOR")]
+    server_selector: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "SILO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Reconciles running at once per controller.
+    #[arg(long, env = "SILO_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// Log format.
+    #[arg(long, env = "SILO_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// The operator's own namespace (server NetworkPolicies admit it; holds the leader Lease).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "silo-system")]
+    operator_namespace: String,
+    /// This replica's identity in the leader Lease and in Events (default: host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "SILO_LEASE_NAME", default_value = "silo-operator-leader")]
+    lease_name: String,
+    /// How often a healthy object is checked again for drift, e.g. `5m`.
+    #[arg(long, env = "SILO_DRIFT_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    drift_interval: Duration,
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd { out_dir } => print_or_write_crds(out_dir),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,4 +101,106 @@ fn print_or_write_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn termination() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let client = kube::Client::try_default().await?;
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("silo-operator-{}", std::process::id()));
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    let (stop, stopped) = watch::channel(false);
+
+    let mut stop_http = stopped.clone();
+    let http = tokio::spawn(serve(
+        args.metrics_addr,
+        metrics.clone(),
+        readiness.clone(),
+        async move {
+            let _ = stop_http.wait_for(|s| *s).await;
+        },
+    ));
+    // Standbys are ready too: they serve health and take over when the leader goes.
+    readiness.set(true);
+
+    let elector = LeaderElector::new(
+        client.clone(),
+        ElectionConfig::new(&args.operator_namespace, &args.lease_name, &identity),
+    );
+    tracing::info!(%identity, lease = %args.lease_name, "waiting to become leader");
+    tokio::select! {
+        () = elector.acquire() => {},
+        () = termination() => {
+            let _ = stop.send(true);
+            let _ = http.await;
+            return Ok(());
+        }
+    }
+    tracing::info!(%identity, "became leader; starting controllers");
+
+    let config = OperatorConfig {
+        namespace: args.namespace,
+        server_selector: args.server_selector,
+        operator_namespace: args.operator_namespace,
+        concurrency: args.concurrency,
+        drift_interval: args.drift_interval,
+        instance: Some(identity),
+        ..OperatorConfig::default()
+    };
+    let mut controllers = tokio::spawn(run_controllers_with(
+        client,
+        config,
+        metrics,
+        stopped.clone(),
+    ));
+    let outcome = tokio::select! {
+        () = elector.hold() => {
+            // Another replica may act as soon as our lease runs out: stop at once.
+            controllers.abort();
+            Err(anyhow::anyhow!("lost leadership; exiting so that a standby takes over"))
+        }
+        () = termination() => {
+            tracing::info!("terminating: letting running reconciles finish");
+            let _ = stop.send(true);
+            if tokio::time::timeout(Duration::from_secs(20), &mut controllers).await.is_err() {
+                controllers.abort();
+            }
+            if let Err(e) = elector.release().await {
+                tracing::warn!(error = %e, "cannot release the leader Lease");
+            }
+            Ok(())
+        }
+        _ = &mut controllers => Err(anyhow::anyhow!("controllers stopped unexpectedly")),
+    };
+    let _ = stop.send(true);
+    let _ = http.await;
+    outcome
 }

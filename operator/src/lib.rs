@@ -17,3 +17,5 @@ pub mod uri;
 pub mod validate;
 
 pub use controller::{OperatorConfig, run_controllers, run_controllers_with};
+pub mod health;
+pub mod leader;

@@ -75,6 +75,7 @@ pub struct Harness {
     pub namespace: silo_testenv::TestNamespace,
     pub server: String,
     controller: Option<JoinHandle<()>>,
+    finished: bool,
 }
 
 impl Harness {
@@ -89,6 +90,7 @@ impl Harness {
             namespace,
             server,
             controller: None,
+            finished: false,
         };
         harness.create_external_server().await;
         harness.start_controller();
@@ -246,12 +248,34 @@ impl Harness {
             .delete(&self.server, &DeleteParams::default())
             .await;
         self.stop_controller();
+        self.finished = true;
     }
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         self.stop_controller();
+        if self.finished {
+            return;
+        }
+        // After a failed assertion too: the cluster-scoped server outlives the namespace. A
+        // fresh client, because this test's runtime (which drives the shared client's
+        // connection) is blocked inside this very drop.
+        let server = self.server.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let client = silo_testenv::kube_client().await;
+                Api::<DatabaseServer>::all(client)
+                    .delete(&server, &DeleteParams::default())
+                    .await
+                    .ok()
+            })
+        })
+        .join();
     }
 }
 
