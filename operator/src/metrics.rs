@@ -90,14 +90,17 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register("databases", "Databases by phase", databases.clone());
-        Self {
+        let metrics = Self {
             registry,
             reconciles,
             errors,
             duration,
             databases,
             phases: Mutex::new(HashMap::new()),
-        }
+        };
+        // Every phase is exported from the start, at zero.
+        metrics.set_phase("", None);
+        metrics
     }
 }
 

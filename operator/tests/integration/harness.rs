@@ -115,9 +115,15 @@ impl Harness {
 
     /// Starts (or restarts) the in-process controller.
     pub fn start_controller(&mut self) {
+        let client = self.client.clone();
+        self.start_controller_as(client);
+    }
+
+    /// Starts (or restarts) the in-process controller with `client` (e.g. an impersonating one).
+    pub fn start_controller_as(&mut self, client: Client) {
         self.stop_controller();
         self.controller = Some(tokio::spawn(silo_operator::run_controllers(
-            self.client.clone(),
+            client,
             self.config(),
         )));
     }

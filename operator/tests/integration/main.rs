@@ -10,3 +10,4 @@ mod leader_election;
 mod managed;
 mod mongodb;
 mod postgres_shared;
+mod rbac;
