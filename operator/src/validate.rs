@@ -59,6 +59,7 @@ pub fn database(db: &Database) -> Result<ValidDatabase, Error> {
         (Some(name), None) if !name.is_empty() => Placement::Shared(name.clone()),
         (None, Some(managed)) => {
             managed_server(managed, "spec.server.dedicated")?;
+            workload_name_fits(&db.name_any(), "-dbserver", "metadata.name")?;
             Placement::Dedicated(managed.clone())
         }
         _ => {
@@ -135,6 +136,7 @@ pub fn server(server: &DatabaseServer) -> Result<ServerKind, Error> {
     match (&server.spec.managed, &server.spec.external) {
         (Some(managed), None) => {
             managed_server(managed, "spec.managed")?;
+            workload_name_fits(&server.name_any(), "silo-", "metadata.name")?;
             Ok(ServerKind::Managed(managed.clone()))
         }
         (None, Some(external)) => {
@@ -177,6 +179,20 @@ fn managed_server(managed: &ManagedServerSpec, field: &str) -> Result<(), Error>
     {
         return Err(Error::InvalidSpec(format!(
             "{field}.namespace {namespace:?} is not a valid namespace name"
+        )));
+    }
+    Ok(())
+}
+
+/// Longest StatefulSet name whose pods still get a valid `controller-revision-hash` label.
+const MAX_STATEFULSET_NAME: usize = 52;
+
+fn workload_name_fits(name: &str, affix: &str, field: &str) -> Result<(), Error> {
+    let limit = MAX_STATEFULSET_NAME - affix.len();
+    if name.len() > limit {
+        return Err(Error::InvalidSpec(format!(
+            "{field} is {} characters; a server the operator runs needs it to be at most {limit} (its StatefulSet name gets {affix:?})",
+            name.len()
         )));
     }
     Ok(())
@@ -261,6 +277,24 @@ mod tests {
             ..Default::default()
         });
         assert!(invalid_message(&db).contains("spec.server is immutable"));
+    }
+
+    #[test]
+    fn a_dedicated_database_name_must_leave_room_for_its_statefulset() {
+        let mut db = shared("pg");
+        db.spec.server = ServerBinding {
+            server_ref: None,
+            dedicated: Some(ManagedServerSpec {
+                storage: StorageSpec {
+                    size: "1Gi".into(),
+                    storage_class_name: None,
+                },
+                ..Default::default()
+            }),
+        };
+        assert!(database(&db).is_ok());
+        db.metadata.name = Some("n".repeat(44));
+        assert!(invalid_message(&db).contains("at most 43"));
     }
 
     #[test]
