@@ -7,7 +7,8 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use std::future::Future;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -20,6 +21,8 @@ pub struct RelayConfig {
     /// Records claimed per batch.
     pub batch_size: usize,
     /// How long a claim is valid; a relay that dies leaves its batch to others after this.
+    /// Never shorter than [`RelayConfig::effective_lease`]: a batch must settle
+    /// before another relay may claim it.
     pub lease: Duration,
     /// Fallback poll interval when no wake-up arrives.
     pub poll_interval: Duration,
@@ -27,7 +30,8 @@ pub struct RelayConfig {
     pub backoff_min: Duration,
     /// Longest back-off.
     pub backoff_max: Duration,
-    /// How long to wait for a JetStream ack.
+    /// How long one whole batch may take to send and collect its JetStream
+    /// acks (one deadline for the batch, not one per record).
     pub ack_timeout: Duration,
     /// Published records older than this are deleted.
     pub retention: Duration,
@@ -39,14 +43,30 @@ impl Default for RelayConfig {
     fn default() -> Self {
         Self {
             batch_size: 256,
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
-            ack_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(10),
             retention: Duration::from_secs(24 * 3600),
             cleanup_interval: Duration::from_secs(600),
         }
+    }
+}
+
+/// Time a batch needs after its ack deadline to write its outcome back.
+const SETTLE_ALLOWANCE: Duration = Duration::from_secs(20);
+
+impl RelayConfig {
+    /// The lease actually taken: `lease`, but at least three times the batch
+    /// deadline plus time to write the outcome back, so a slow batch never
+    /// loses its claim to another relay while it is still publishing.
+    pub fn effective_lease(&self) -> Duration {
+        self.lease.max(
+            self.ack_timeout
+                .saturating_mul(3)
+                .saturating_add(SETTLE_ALLOWANCE),
+        )
     }
 }
 
@@ -70,6 +90,22 @@ pub enum RelayError {
         /// The event that was not acknowledged.
         event_id: Uuid,
     },
+    /// The broker has no stream for the record's subject (deleted or never created).
+    #[error("no JetStream stream for event {event_id} (stream {stream:?})")]
+    StreamNotFound {
+        /// The event that was refused.
+        event_id: Uuid,
+        /// The record's stream.
+        stream: StreamKind,
+    },
+    /// A missing stream could not be created again.
+    #[error("cannot re-create JetStream stream {stream}: {reason}")]
+    StreamCreate {
+        /// The stream's name.
+        stream: String,
+        /// The broker's error.
+        reason: String,
+    },
     /// A record names a stream this kit does not know.
     #[error("outbox record {event_id} names unknown stream {stream:?}")]
     UnknownStream {
@@ -87,9 +123,60 @@ impl RelayError {
             Self::Store(error) => error.kind(),
             Self::Publish { .. } => "Publish",
             Self::AckTimeout { .. } => "AckTimeout",
+            Self::StreamNotFound { .. } => "StreamNotFound",
+            Self::StreamCreate { .. } => "StreamCreate",
             Self::UnknownStream { .. } => "UnknownStream",
         }
     }
+}
+
+/// Turns a JetStream ack failure into a [`RelayError`].
+fn ack_error(
+    event_id: Uuid,
+    stream: StreamKind,
+    error: jetstream::context::PublishError,
+) -> RelayError {
+    match error.kind() {
+        jetstream::context::PublishErrorKind::StreamNotFound => {
+            RelayError::StreamNotFound { event_id, stream }
+        }
+        jetstream::context::PublishErrorKind::TimedOut => RelayError::AckTimeout { event_id },
+        _ => RelayError::Publish {
+            event_id,
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// Waits for `pending` acks in order until `deadline`. After the first
+/// failure or the deadline it stops waiting: that record and every later
+/// one count as failed (they may have been stored; a retry is de-duplicated).
+async fn collect_acks<F>(
+    pending: Vec<(Uuid, DateTime<Utc>, F)>,
+    deadline: tokio::time::Instant,
+    outcome: &mut BatchOutcome,
+    on_published: impl Fn(DateTime<Utc>),
+) where
+    F: Future<Output = Result<(), RelayError>>,
+{
+    let mut pending = pending.into_iter();
+    for (event_id, created_at, ack) in pending.by_ref() {
+        let error = match tokio::time::timeout_at(deadline, ack).await {
+            Ok(Ok(())) => {
+                on_published(created_at);
+                outcome.published.push(event_id);
+                continue;
+            }
+            Ok(Err(error)) => error,
+            Err(_elapsed) => RelayError::AckTimeout { event_id },
+        };
+        outcome.failed.push(event_id);
+        outcome.first_error.get_or_insert(error);
+        break;
+    }
+    outcome
+        .failed
+        .extend(pending.map(|(event_id, _, _)| event_id));
 }
 
 /// Publishes outbox records of one store to JetStream.
@@ -194,10 +281,11 @@ impl<S: OutboxStore> Relay<S> {
     /// returns how many records were published.
     pub async fn drain(&self, shutdown: &Shutdown) -> Result<usize, RelayError> {
         let mut total = 0;
+        let mut stream_recreated = false;
         loop {
             let claimed = self
                 .store
-                .claim_batch(self.config.batch_size, self.config.lease)
+                .claim_batch(self.config.batch_size, self.config.effective_lease())
                 .await?;
             let full = claimed.len() >= self.config.batch_size;
             if claimed.is_empty() {
@@ -205,15 +293,42 @@ impl<S: OutboxStore> Relay<S> {
             }
             let outcome = self.publish_batch(claimed).await;
             total += outcome.published.len();
-            self.settle(outcome).await?;
+            match self.settle(outcome).await {
+                Ok(()) => {}
+                Err(RelayError::StreamNotFound { stream, .. }) if !stream_recreated => {
+                    // Someone deleted the stream: create it again and retry at once.
+                    self.recreate_stream(stream).await?;
+                    stream_recreated = true;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            }
             if !full || shutdown.is_triggered() {
                 return Ok(total);
             }
         }
     }
 
+    async fn recreate_stream(&self, kind: StreamKind) -> Result<(), RelayError> {
+        let stream = self.namespace.stream_name(kind);
+        tracing::warn!(stream = %stream, "JetStream stream missing; creating it again");
+        self.namespace
+            .ensure_stream(&self.jetstream, kind)
+            .await
+            .map_err(|error| RelayError::StreamCreate {
+                stream,
+                reason: error.to_string(),
+            })?;
+        Ok(())
+    }
+
     /// Publishes a batch in order, pipelining the acks, and reports per record.
+    ///
+    /// The whole batch shares one deadline: with the broker down a batch
+    /// costs at most `ack_timeout`, well inside its lease, and shutdown is
+    /// never held up for longer.
     async fn publish_batch(&self, records: Vec<OutboxRecord>) -> BatchOutcome {
+        let deadline = tokio::time::Instant::now() + self.config.ack_timeout;
         let mut outcome = BatchOutcome {
             published: Vec::with_capacity(records.len()),
             failed: Vec::new(),
@@ -223,8 +338,22 @@ impl<S: OutboxStore> Relay<S> {
         let mut pending = Vec::with_capacity(records.len());
         let mut records = records.into_iter();
         for record in records.by_ref() {
-            match self.send(&record).await {
-                Ok(ack) => pending.push((record.event_id, record.created_at, ack)),
+            let sent = match tokio::time::timeout_at(deadline, self.send(&record)).await {
+                Ok(sent) => sent,
+                Err(_elapsed) => Err(RelayError::AckTimeout {
+                    event_id: record.event_id,
+                }),
+            };
+            match sent {
+                Ok((stream, ack)) => {
+                    let event_id = record.event_id;
+                    let ack = async move {
+                        ack.await
+                            .map(|_ack| ())
+                            .map_err(|error| ack_error(event_id, stream, error))
+                    };
+                    pending.push((event_id, record.created_at, ack));
+                }
                 Err(error) => {
                     outcome.failed.push(record.event_id);
                     outcome.first_error = Some(error);
@@ -233,35 +362,18 @@ impl<S: OutboxStore> Relay<S> {
             }
         }
         outcome.unattempted = records.map(|record| record.event_id).collect();
-        for (event_id, created_at, ack) in pending {
-            match tokio::time::timeout(self.config.ack_timeout, ack).await {
-                Ok(Ok(_ack)) => {
-                    let lag = (Utc::now() - created_at).to_std().unwrap_or_default();
-                    self.metrics.outbox_lag.observe(lag.as_secs_f64());
-                    outcome.published.push(event_id);
-                }
-                Ok(Err(error)) => {
-                    outcome.failed.push(event_id);
-                    outcome.first_error.get_or_insert(RelayError::Publish {
-                        event_id,
-                        reason: error.to_string(),
-                    });
-                }
-                Err(_elapsed) => {
-                    outcome.failed.push(event_id);
-                    outcome
-                        .first_error
-                        .get_or_insert(RelayError::AckTimeout { event_id });
-                }
-            }
-        }
+        collect_acks(pending, deadline, &mut outcome, |created_at| {
+            let lag = (Utc::now() - created_at).to_std().unwrap_or_default();
+            self.metrics.outbox_lag.observe(lag.as_secs_f64());
+        })
+        .await;
         outcome
     }
 
     async fn send(
         &self,
         record: &OutboxRecord,
-    ) -> Result<jetstream::context::PublishAckFuture, RelayError> {
+    ) -> Result<(StreamKind, jetstream::context::PublishAckFuture), RelayError> {
         let kind =
             StreamKind::from_token(&record.stream).ok_or_else(|| RelayError::UnknownStream {
                 event_id: record.event_id,
@@ -273,13 +385,15 @@ impl<S: OutboxStore> Relay<S> {
             .message_id(record.event_id.to_string())
             .header(CORRELATION_ID_HEADER, record.correlation_id.as_str())
             .header(EVENT_TYPE_HEADER, record.event_type.as_str());
-        self.jetstream
+        let ack = self
+            .jetstream
             .send_publish(subject, message)
             .await
             .map_err(|error| RelayError::Publish {
                 event_id: record.event_id,
                 reason: error.to_string(),
-            })
+            })?;
+        Ok((kind, ack))
     }
 
     /// Writes the batch's outcome back; returns the batch's first error, if any.
@@ -318,5 +432,99 @@ impl<S: OutboxStore> Relay<S> {
             }
             Err(error) => tracing::warn!(error = %error, "outbox retention cleanup failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn empty_outcome() -> BatchOutcome {
+        BatchOutcome {
+            published: Vec::new(),
+            failed: Vec::new(),
+            unattempted: Vec::new(),
+            first_error: None,
+        }
+    }
+
+    type AckFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), RelayError>>>>;
+
+    fn acked() -> AckFuture {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn never_acked() -> AckFuture {
+        Box::pin(std::future::pending())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_broker_costs_one_deadline_per_batch_not_one_per_record() {
+        let ids: Vec<Uuid> = (0..256).map(|_| Uuid::new_v4()).collect();
+        let mut pending = vec![(ids[0], Utc::now(), acked())];
+        pending.extend(ids[1..].iter().map(|id| (*id, Utc::now(), never_acked())));
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_secs(5);
+        let mut outcome = empty_outcome();
+        let published = Cell::new(0);
+        collect_acks(pending, deadline, &mut outcome, |_| {
+            published.set(published.get() + 1)
+        })
+        .await;
+        // Virtual time: the wait ends at the batch deadline, not 255 × 5 s later.
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(outcome.published, vec![ids[0]]);
+        assert_eq!(outcome.failed, ids[1..].to_vec());
+        assert_eq!(published.get(), 1);
+        assert!(matches!(
+            outcome.first_error,
+            Some(RelayError::AckTimeout { event_id }) if event_id == ids[1]
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_refused_ack_ends_the_wait_and_fails_the_rest() {
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let first = ids[0];
+        let refused: AckFuture = Box::pin(async move {
+            Err(RelayError::StreamNotFound {
+                event_id: first,
+                stream: StreamKind::Users,
+            })
+        });
+        let pending = vec![
+            (ids[0], Utc::now(), refused),
+            (ids[1], Utc::now(), never_acked()),
+            (ids[2], Utc::now(), acked()),
+        ];
+        let started = tokio::time::Instant::now();
+        let mut outcome = empty_outcome();
+        collect_acks(
+            pending,
+            started + Duration::from_secs(5),
+            &mut outcome,
+            |_| {},
+        )
+        .await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(outcome.published.is_empty());
+        assert_eq!(outcome.failed, ids);
+        assert_eq!(
+            outcome.first_error.as_ref().map(RelayError::kind),
+            Some("StreamNotFound")
+        );
+    }
+
+    #[test]
+    fn the_lease_outlasts_the_slowest_batch() {
+        let config = RelayConfig::default();
+        assert!(config.effective_lease() > config.ack_timeout * 2);
+        let short = RelayConfig {
+            lease: Duration::from_secs(1),
+            ack_timeout: Duration::from_secs(30),
+            ..RelayConfig::default()
+        };
+        assert!(short.effective_lease() >= Duration::from_secs(90));
     }
 }

@@ -305,3 +305,18 @@ async fn events_written_during_a_broker_outage_are_published_exactly_once_after_
     assert_eq!(stored, ids, "each event stored exactly once");
     fixture.stop().await;
 }
+
+#[tokio::test]
+async fn relay_creates_a_deleted_stream_again_and_publishes_into_it() {
+    let mut fixture = OutboxFixture::new().await;
+    fixture
+        .jetstream
+        .delete_stream(fixture.namespace.stream_name(StreamKind::Users))
+        .await
+        .unwrap();
+    let ids = fixture.enqueue_users(3).await;
+    fixture.start_relay(RelayConfig::default());
+    fixture.wait_until_all_published(PATIENCE).await;
+    assert_eq!(fixture.stored_event_ids().await, ids);
+    fixture.stop().await;
+}
