@@ -144,6 +144,13 @@ impl Metrics {
         }
     }
 
+    /// Reconciles run so far by `controller`.
+    pub fn reconciles(&self, controller: &'static str) -> u64 {
+        self.reconciles
+            .get_or_create(&ControllerLabels { controller })
+            .get()
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::new();

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
@@ -92,6 +94,12 @@ pub fn credentials_secret(input: &CredentialsSecretInput<'_>) -> Result<Secret, 
     if login.engine == Engine::Postgres {
         data.insert("jdbc-uri", jdbc_uri(login));
     }
+    // `data`, not `stringData`: the API server rewrites `stringData` into `data`, so applying it
+    // changes the object every time, and the owned-Secret watch would reconcile in a loop.
+    let data: BTreeMap<&str, String> = data
+        .into_iter()
+        .map(|(key, value)| (key, BASE64.encode(value)))
+        .collect();
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -102,7 +110,7 @@ pub fn credentials_secret(input: &CredentialsSecretInput<'_>) -> Result<Secret, 
             "ownerReferences": [input.owner_reference],
         },
         "type": "Opaque",
-        "stringData": data,
+        "data": data,
     }))
 }
 

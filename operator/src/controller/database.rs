@@ -56,8 +56,14 @@ pub async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action, E
         started.elapsed(),
         result.as_ref().err().map(Error::reason),
     );
-    if result.is_ok() {
-        ctx.succeeded(&key);
+    match &result {
+        Ok(action) => {
+            ctx.succeeded(&key);
+            tracing::debug!(database = %key, ?action, took = ?started.elapsed(), "reconciled");
+        }
+        Err(error) => {
+            tracing::info!(database = %key, reason = error.reason(), %error, "reconcile failed");
+        }
     }
     result
 }

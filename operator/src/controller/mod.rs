@@ -112,7 +112,18 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
+        // Events about cluster-scoped objects live in `default`; older API servers insist that
+        // the reference names that namespace too.
+        let mut reference = reference.clone();
+        if reference
+            .namespace
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            reference.namespace = Some("default".to_string());
+        }
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
     }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -15,6 +16,7 @@ use silo_operator::crd::{
     Database, DatabaseServer, DatabaseSpec, DeletionPolicy, Engine, ManagedServerSpec,
     ServerBinding, StorageSpec,
 };
+use silo_operator::metrics::Metrics;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
@@ -75,6 +77,8 @@ pub struct Harness {
     pub namespace: silo_testenv::TestNamespace,
     pub server: String,
     controller: Option<JoinHandle<()>>,
+    metrics: Arc<Metrics>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     finished: bool,
 }
 
@@ -90,6 +94,8 @@ impl Harness {
             namespace,
             server,
             controller: None,
+            metrics: Arc::new(Metrics::default()),
+            shutdown: tokio::sync::watch::channel(false).0,
             finished: false,
         };
         harness.create_external_server().await;
@@ -122,10 +128,17 @@ impl Harness {
     /// Starts (or restarts) the in-process controller with `client` (e.g. an impersonating one).
     pub fn start_controller_as(&mut self, client: Client) {
         self.stop_controller();
-        self.controller = Some(tokio::spawn(silo_operator::run_controllers(
+        self.controller = Some(tokio::spawn(silo_operator::run_controllers_with(
             client,
             self.config(),
+            self.metrics.clone(),
+            self.shutdown.subscribe(),
         )));
+    }
+
+    /// Database reconciles run so far by this test's controllers.
+    pub fn database_reconciles(&self) -> u64 {
+        self.metrics.reconciles("database")
     }
 
     /// Stops the controller abruptly, as a killed process would.

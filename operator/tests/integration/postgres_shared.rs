@@ -374,3 +374,41 @@ async fn a_restarted_operator_converges_without_duplicate_roles() {
         .unwrap();
     h.finish().await;
 }
+
+#[tokio::test]
+async fn reconciling_a_ready_database_again_writes_nothing() {
+    let h = Harness::start("silo-idle").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("idle")
+            .build("idle"),
+    )
+    .await;
+    h.wait_ready("idle").await;
+    let secrets =
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), h.ns());
+    nudge(&h.databases(), "idle", "test.silo.dev/nudge", "1").await;
+    let nudged = h.databases().get("idle").await.unwrap();
+    let secret_version = secrets.get("idle-db").await.unwrap().resource_version();
+    let before = h.database_reconciles();
+    // Two more reconciles: the nudge's, and any that a write of it would have caused.
+    nudge(&h.databases(), "idle", "test.silo.dev/nudge", "2").await;
+    let nudged_again = h.databases().get("idle").await.unwrap();
+    eventually("two reconciles after the nudges", || async {
+        (h.database_reconciles() >= before + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        secrets.get("idle-db").await.unwrap().resource_version(),
+        secret_version,
+        "the Secret was rewritten"
+    );
+    let after = h.databases().get("idle").await.unwrap();
+    assert_eq!(
+        after.resource_version(),
+        nudged_again.resource_version(),
+        "the Database status was rewritten"
+    );
+    assert_ne!(nudged.resource_version(), nudged_again.resource_version());
+    h.finish().await;
+}
