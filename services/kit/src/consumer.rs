@@ -120,6 +120,27 @@ pub struct DeadLetter {
     pub error: String,
     /// Deliveries so far.
     pub deliveries: i64,
+    /// The JetStream stream the message was stored in, when known.
+    pub stream: Option<String>,
+    /// The message's sequence in that stream, when known: with the consumer
+    /// it identifies the dead letter even when there is no event id.
+    pub stream_sequence: Option<u64>,
+}
+
+impl DeadLetter {
+    /// The `Nats-Msg-Id` of the republished `.dlq` message: distinct from the
+    /// producer's id (still in the de-duplication window) and stable across
+    /// redeliveries of the same stored message, so a retried dead-lettering
+    /// is de-duplicated instead of stored twice.
+    pub fn message_id(&self) -> String {
+        match (&self.stream, self.stream_sequence, self.event_id) {
+            (Some(stream), Some(sequence), _) => {
+                format!("{stream}:{sequence}.dlq.{}", self.consumer)
+            }
+            (_, _, Some(event_id)) => format!("{event_id}.dlq.{}", self.consumer),
+            _ => format!("{}.dlq.{}", Uuid::new_v4(), self.consumer),
+        }
+    }
 }
 
 /// Where dead letters are recorded (a table or collection of the consuming service).
@@ -317,7 +338,14 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
     }
 
     async fn process(&self, message: jetstream::Message) {
-        let deliveries = message.info().map(|info| info.delivered).unwrap_or(1);
+        let (deliveries, stream, stream_sequence) = match message.info() {
+            Ok(info) => (
+                info.delivered,
+                Some(info.stream.to_string()),
+                Some(info.stream_sequence),
+            ),
+            Err(_) => (1, None, None),
+        };
         let correlation_id = message
             .headers
             .as_ref()
@@ -348,6 +376,8 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
                     payload: message.payload.to_vec(),
                     error,
                     deliveries,
+                    stream,
+                    stream_sequence,
                 };
                 match self.dead_letter(&letter, message.headers.as_ref()).await {
                     Ok(()) => {
@@ -405,14 +435,14 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
         let mut headers = original_headers.cloned().unwrap_or_default();
         headers.insert(DEAD_LETTER_ERROR_HEADER, truncate(&letter.error, 512));
         headers.insert(DEAD_LETTER_CONSUMER_HEADER, letter.consumer.as_str());
-        // A distinct message id: the original id is still in the de-duplication window.
-        if let Some(event_id) = letter.event_id {
-            headers.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                format!("{event_id}.dlq.{}", letter.consumer).as_str(),
-            );
-        }
-        self.jetstream
+        // Always replace the producer's id: it is still in the de-duplication
+        // window and would make JetStream drop the `.dlq` copy.
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            letter.message_id().as_str(),
+        );
+        let ack = self
+            .jetstream
             .publish_with_headers(
                 dead_letter_subject(&letter.subject),
                 headers,
@@ -420,6 +450,10 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
             )
             .await?
             .await?;
+        if ack.duplicate {
+            // An earlier attempt stored it (then failed to terminate the message).
+            tracing::info!(consumer = %letter.consumer, sequence = ack.sequence, "dead letter was already republished");
+        }
         Ok(())
     }
 }
@@ -458,6 +492,37 @@ mod tests {
             HandlerError::from(sqlx::Error::RowNotFound),
             HandlerError::Transient(_)
         ));
+    }
+
+    fn letter(event_id: Option<Uuid>, sequence: Option<u64>) -> DeadLetter {
+        DeadLetter {
+            consumer: "booking-service".into(),
+            event_id,
+            subject: "silo.users.events.UserRegistered".into(),
+            payload: b"x".to_vec(),
+            error: "e".into(),
+            deliveries: 1,
+            stream: sequence.map(|_| "USERS".to_string()),
+            stream_sequence: sequence,
+        }
+    }
+
+    #[test]
+    fn dead_letter_message_id_names_the_stored_message_and_the_consumer() {
+        let event_id = Uuid::new_v4();
+        assert_eq!(
+            letter(Some(event_id), Some(42)).message_id(),
+            "USERS:42.dlq.booking-service"
+        );
+        assert_eq!(
+            letter(Some(event_id), None).message_id(),
+            format!("{event_id}.dlq.booking-service")
+        );
+        // Without any identity, each attempt gets its own id rather than the producer's.
+        assert_ne!(
+            letter(None, None).message_id(),
+            letter(None, None).message_id()
+        );
     }
 
     #[test]

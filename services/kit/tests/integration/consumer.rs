@@ -261,6 +261,34 @@ async fn undecodable_message_is_dead_lettered_without_an_event_id() {
             == 1
     })
     .await;
+    let stream = fixture
+        .jetstream
+        .get_stream(fixture.namespace.stream_name(StreamKind::Users))
+        .await
+        .unwrap();
+    let dlq_subject = format!("{}.dlq", fixture.namespace.subject_of::<UserRegistered>());
+    wait_until("undecodable message republished", PATIENCE, || async {
+        stream
+            .get_last_raw_message_by_subject(&dlq_subject)
+            .await
+            .is_ok()
+    })
+    .await;
+    let republished = stream
+        .get_last_raw_message_by_subject(&dlq_subject)
+        .await
+        .unwrap();
+    assert_eq!(republished.payload.as_ref(), b"not json");
+    assert_eq!(
+        republished.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+        Some(
+            format!(
+                "{}:1.dlq.test-service",
+                fixture.namespace.stream_name(StreamKind::Users)
+            )
+            .as_str()
+        )
+    );
     fixture.stop().await;
 }
 
