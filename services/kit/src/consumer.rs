@@ -120,11 +120,16 @@ pub struct DeadLetter {
     pub error: String,
     /// Deliveries so far.
     pub deliveries: i64,
-    /// The JetStream stream the message was stored in, when known.
-    pub stream: Option<String>,
-    /// The message's sequence in that stream, when known: with the consumer
-    /// it identifies the dead letter even when there is no event id.
-    pub stream_sequence: Option<u64>,
+}
+
+/// Where a message is stored: with the consumer it identifies a dead letter
+/// even when the payload has no event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPosition {
+    /// The JetStream stream's name.
+    pub stream: String,
+    /// The message's sequence in that stream.
+    pub sequence: u64,
 }
 
 impl DeadLetter {
@@ -132,13 +137,14 @@ impl DeadLetter {
     /// producer's id (still in the de-duplication window) and stable across
     /// redeliveries of the same stored message, so a retried dead-lettering
     /// is de-duplicated instead of stored twice.
-    pub fn message_id(&self) -> String {
-        match (&self.stream, self.stream_sequence, self.event_id) {
-            (Some(stream), Some(sequence), _) => {
-                format!("{stream}:{sequence}.dlq.{}", self.consumer)
-            }
-            (_, _, Some(event_id)) => format!("{event_id}.dlq.{}", self.consumer),
-            _ => format!("{}.dlq.{}", Uuid::new_v4(), self.consumer),
+    pub fn message_id(&self, position: Option<&StreamPosition>) -> String {
+        match (position, self.event_id) {
+            (Some(position), _) => format!(
+                "{}:{}.dlq.{}",
+                position.stream, position.sequence, self.consumer
+            ),
+            (None, Some(event_id)) => format!("{event_id}.dlq.{}", self.consumer),
+            (None, None) => format!("{}.dlq.{}", Uuid::new_v4(), self.consumer),
         }
     }
 }
@@ -148,6 +154,17 @@ pub trait DeadLetterSink: Send + Sync + 'static {
     /// Records `letter`; on error the message is NAKed and retried instead.
     fn record(&self, letter: &DeadLetter)
     -> impl Future<Output = Result<(), anyhow::Error>> + Send;
+
+    /// Records `letter` stored at `position`; sinks that can use the position
+    /// to stay idempotent override this (the default calls [`Self::record`]).
+    fn record_at(
+        &self,
+        letter: &DeadLetter,
+        position: Option<&StreamPosition>,
+    ) -> impl Future<Output = Result<(), anyhow::Error>> + Send {
+        let _ = position;
+        self.record(letter)
+    }
 }
 
 /// Settings of a [`Consumer`].
@@ -338,13 +355,15 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
     }
 
     async fn process(&self, message: jetstream::Message) {
-        let (deliveries, stream, stream_sequence) = match message.info() {
+        let (deliveries, position) = match message.info() {
             Ok(info) => (
                 info.delivered,
-                Some(info.stream.to_string()),
-                Some(info.stream_sequence),
+                Some(StreamPosition {
+                    stream: info.stream.to_string(),
+                    sequence: info.stream_sequence,
+                }),
             ),
-            Err(_) => (1, None, None),
+            Err(_) => (1, None),
         };
         let correlation_id = message
             .headers
@@ -376,10 +395,11 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
                     payload: message.payload.to_vec(),
                     error,
                     deliveries,
-                    stream,
-                    stream_sequence,
                 };
-                match self.dead_letter(&letter, message.headers.as_ref()).await {
+                match self
+                    .dead_letter(&letter, position.as_ref(), message.headers.as_ref())
+                    .await
+                {
                     Ok(()) => {
                         self.metrics
                             .count_consumed(&self.config.durable_name, "dead_lettered");
@@ -429,9 +449,10 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
     async fn dead_letter(
         &self,
         letter: &DeadLetter,
+        position: Option<&StreamPosition>,
         original_headers: Option<&HeaderMap>,
     ) -> Result<(), anyhow::Error> {
-        self.dead_letters.record(letter).await?;
+        self.dead_letters.record_at(letter, position).await?;
         let mut headers = original_headers.cloned().unwrap_or_default();
         headers.insert(DEAD_LETTER_ERROR_HEADER, truncate(&letter.error, 512));
         headers.insert(DEAD_LETTER_CONSUMER_HEADER, letter.consumer.as_str());
@@ -439,7 +460,7 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
         // window and would make JetStream drop the `.dlq` copy.
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
-            letter.message_id().as_str(),
+            letter.message_id(position).as_str(),
         );
         let ack = self
             .jetstream
@@ -494,7 +515,7 @@ mod tests {
         ));
     }
 
-    fn letter(event_id: Option<Uuid>, sequence: Option<u64>) -> DeadLetter {
+    fn letter(event_id: Option<Uuid>) -> DeadLetter {
         DeadLetter {
             consumer: "booking-service".into(),
             event_id,
@@ -502,27 +523,26 @@ mod tests {
             payload: b"x".to_vec(),
             error: "e".into(),
             deliveries: 1,
-            stream: sequence.map(|_| "USERS".to_string()),
-            stream_sequence: sequence,
         }
     }
 
     #[test]
     fn dead_letter_message_id_names_the_stored_message_and_the_consumer() {
         let event_id = Uuid::new_v4();
+        let position = StreamPosition {
+            stream: "USERS".into(),
+            sequence: 42,
+        };
         assert_eq!(
-            letter(Some(event_id), Some(42)).message_id(),
+            letter(Some(event_id)).message_id(Some(&position)),
             "USERS:42.dlq.booking-service"
         );
         assert_eq!(
-            letter(Some(event_id), None).message_id(),
+            letter(Some(event_id)).message_id(None),
             format!("{event_id}.dlq.booking-service")
         );
         // Without any identity, each attempt gets its own id rather than the producer's.
-        assert_ne!(
-            letter(None, None).message_id(),
-            letter(None, None).message_id()
-        );
+        assert_ne!(letter(None).message_id(None), letter(None).message_id(None));
     }
 
     #[test]
