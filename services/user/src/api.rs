@@ -35,6 +35,8 @@ pub struct ApiState {
     pub issuer: Arc<TokenIssuer>,
     /// Verifies tokens (with this service's own public keys).
     pub verifier: TokenVerifier,
+    /// Hashes and verifies passwords with bounded concurrency.
+    pub hasher: password::Hasher,
 }
 
 impl FromRef<ApiState> for TokenVerifier {
@@ -139,6 +141,18 @@ impl From<RepositoryError> for ApiError {
     }
 }
 
+impl From<password::PasswordError> for ApiError {
+    fn from(error: password::PasswordError) -> Self {
+        match error {
+            password::PasswordError::Overloaded => ApiError::unavailable(
+                "overloaded",
+                "too many sign-ups and logins in progress; retry in a moment",
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("invalid username or password")
 }
@@ -152,7 +166,7 @@ async fn register(
     let email = Email::parse(&request.email)?;
     let password = Password::parse(&request.password)?;
     let full_name = FullName::parse(&request.full_name)?;
-    let password_hash = password::hash(password).await.map_err(ApiError::internal)?;
+    let password_hash = state.hasher.hash(password).await?;
     let user = state
         .repository
         .register(
@@ -186,9 +200,7 @@ async fn login(
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
     };
-    let valid = password::verify(request.password, stored_hash)
-        .await
-        .map_err(ApiError::internal)?;
+    let valid = state.hasher.verify(request.password, stored_hash).await?;
     let user_id = match (valid, user_id) {
         (true, Some(id)) => id,
         // The identifier is not logged: users type passwords into it by mistake.
@@ -282,4 +294,18 @@ async fn jwks(State(state): State<ApiState>) -> impl IntoResponse {
         [(header::CACHE_CONTROL, "public, max-age=60")],
         Json(document),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturated_password_hashing_is_a_503_overloaded() {
+        let error = ApiError::from(password::PasswordError::Overloaded);
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code(), "overloaded");
+        let error = ApiError::from(password::PasswordError::Task);
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

@@ -81,6 +81,7 @@ impl Application {
             repository: UserRepository::new(pool.clone()),
             issuer: Arc::new(issuer),
             verifier,
+            hasher: crate::password::Hasher::for_this_machine(),
         };
         let (listener, address) = bind(config.base.listen_addr).await?;
         let readiness = Readiness::new()
