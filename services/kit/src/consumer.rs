@@ -74,17 +74,33 @@ impl HandlerError {
     }
 }
 
+/// Whether a PostgreSQL SQLSTATE says the server, not the statement, is the
+/// problem: connection exceptions (`08`), insufficient resources (`53`:
+/// too many connections, disk full, out of memory) and shutdowns (`57P01`
+/// admin shutdown, `57P02` crash shutdown, `57P03` cannot connect now…).
+pub fn sqlstate_means_unavailable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0")
+}
+
 impl From<sqlx::Error> for HandlerError {
-    /// Connection-level failures mean the database is unavailable; errors the
-    /// server returned for a statement are transient.
+    /// Connection-level failures, and server errors whose SQLSTATE says the
+    /// server is restarting or out of resources, mean the database is
+    /// unavailable; other errors the server returned for a statement are transient.
     fn from(error: sqlx::Error) -> Self {
-        match error {
+        match &error {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => Self::Unavailable(error.into()),
-            other => Self::Transient(other.into()),
+            sqlx::Error::Database(database)
+                if database
+                    .code()
+                    .is_some_and(|code| sqlstate_means_unavailable(&code)) =>
+            {
+                Self::Unavailable(error.into())
+            }
+            _ => Self::Transient(error.into()),
         }
     }
 }
@@ -543,6 +559,68 @@ mod tests {
         );
         // Without any identity, each attempt gets its own id rather than the producer's.
         assert_ne!(letter(None).message_id(None), letter(None).message_id(None));
+    }
+
+    /// A server error with only a SQLSTATE, as sqlx hands it over.
+    #[derive(Debug)]
+    struct ServerError(&'static str);
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "server error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "server error"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn classify(sqlstate: &'static str) -> HandlerError {
+        HandlerError::from(sqlx::Error::Database(Box::new(ServerError(sqlstate))))
+    }
+
+    #[test]
+    fn database_restart_and_exhaustion_sqlstates_are_unavailable() {
+        // admin_shutdown, crash_shutdown, cannot_connect_now, connection_failure,
+        // too_many_connections, disk_full
+        for sqlstate in [
+            "57P01", "57P02", "57P03", "08006", "08001", "53300", "53100",
+        ] {
+            assert!(
+                matches!(classify(sqlstate), HandlerError::Unavailable(_)),
+                "{sqlstate}"
+            );
+        }
+    }
+
+    #[test]
+    fn statement_sqlstates_stay_transient() {
+        // serialization_failure, deadlock_detected, unique_violation, query_canceled
+        for sqlstate in ["40001", "40P01", "23505", "57014"] {
+            assert!(
+                matches!(classify(sqlstate), HandlerError::Transient(_)),
+                "{sqlstate}"
+            );
+        }
     }
 
     #[test]

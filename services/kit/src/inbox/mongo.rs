@@ -16,15 +16,47 @@ pub const DEAD_LETTER_COLLECTION: &str = "dead_letters";
 
 const DUPLICATE_KEY: i32 = 11000;
 
+/// Server error codes of a replica set without a writable primary (an
+/// election or a restart in progress): NotWritablePrimary,
+/// NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary, PrimarySteppedDown,
+/// InterruptedDueToReplStateChange, InterruptedAtShutdown, ShutdownInProgress.
+const NO_PRIMARY_CODES: [i32; 7] = [10107, 13435, 13436, 189, 11602, 11600, 91];
+
+/// Whether labels (`has_label`) or a server error `code` say MongoDB itself is
+/// failing over or restarting rather than the operation being wrong.
+pub fn mongo_signals_unavailable(has_label: impl Fn(&str) -> bool, code: Option<i32>) -> bool {
+    has_label(mongodb::error::RETRYABLE_WRITE_ERROR)
+        || has_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
+        || code.is_some_and(|code| NO_PRIMARY_CODES.contains(&code))
+}
+
+/// The server error code of `error`, if the server returned one.
+fn server_code(error: &mongodb::error::Error) -> Option<i32> {
+    match error.kind.as_ref() {
+        ErrorKind::Command(command) => Some(command.code),
+        ErrorKind::Write(WriteFailure::WriteError(write)) => Some(write.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(concern)) => Some(concern.code),
+        _ => None,
+    }
+}
+
 impl From<mongodb::error::Error> for HandlerError {
-    /// Network and server-selection failures mean MongoDB is unavailable;
-    /// other errors are transient.
+    /// Network and server-selection failures, retryable/transient-transaction
+    /// labels and "no writable primary" codes mean MongoDB is unavailable
+    /// (an election or restart); other errors are transient.
     fn from(error: mongodb::error::Error) -> Self {
-        match error.kind.as_ref() {
+        let unreachable = matches!(
+            error.kind.as_ref(),
             ErrorKind::Io(_)
-            | ErrorKind::ServerSelection { .. }
-            | ErrorKind::ConnectionPoolCleared { .. } => Self::Unavailable(error.into()),
-            _ => Self::Transient(error.into()),
+                | ErrorKind::ServerSelection { .. }
+                | ErrorKind::ConnectionPoolCleared { .. }
+        );
+        if unreachable
+            || mongo_signals_unavailable(|label| error.contains_label(label), server_code(&error))
+        {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Transient(error.into())
         }
     }
 }
@@ -157,5 +189,55 @@ impl DeadLetterSink for MongoDeadLetters {
             })
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command_error(code: i32, name: &str) -> mongodb::error::Error {
+        let command: mongodb::error::CommandError =
+            bson::from_document(doc! { "code": code, "codeName": name, "errmsg": "x" })
+                .expect("a server error document");
+        ErrorKind::Command(command).into()
+    }
+
+    #[test]
+    fn a_primary_stepping_down_is_unavailable() {
+        assert!(matches!(
+            HandlerError::from(command_error(10107, "NotWritablePrimary")),
+            HandlerError::Unavailable(_)
+        ));
+        assert!(matches!(
+            HandlerError::from(command_error(189, "PrimarySteppedDown")),
+            HandlerError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn a_rejected_operation_stays_transient() {
+        assert!(matches!(
+            HandlerError::from(command_error(112, "WriteConflict")),
+            HandlerError::Transient(_)
+        ));
+    }
+
+    #[test]
+    fn retryable_and_transient_transaction_labels_are_unavailable() {
+        let labelled = |wanted: &'static str| move |label: &str| label == wanted;
+        assert!(mongo_signals_unavailable(
+            labelled("RetryableWriteError"),
+            None
+        ));
+        assert!(mongo_signals_unavailable(
+            labelled("TransientTransactionError"),
+            None
+        ));
+        assert!(!mongo_signals_unavailable(
+            labelled("NoWritesPerformed"),
+            None
+        ));
+        assert!(!mongo_signals_unavailable(|_| false, Some(11000)));
     }
 }
