@@ -124,9 +124,30 @@ fn status_class(status: StatusCode) -> &'static str {
     }
 }
 
+/// The metric label of a request method: a standard method's name, else
+/// `OTHER` (clients may send any token as a method; labels must stay bounded).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or("OTHER", |(_, label)| label)
+}
+
 async fn record_metrics(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method()).to_string();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -316,5 +337,42 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("/api/things/42"));
+    }
+
+    #[tokio::test]
+    async fn invented_methods_share_one_metric_label() {
+        let app = app(Readiness::new());
+        for invented in ["BREW", "XYZZY"] {
+            call(
+                &app,
+                axum::http::Request::builder()
+                    .method(invented)
+                    .uri("/api/things/42")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        }
+        let (_, response) = call(
+            &app,
+            axum::http::Request::get("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let text = String::from_utf8(
+            to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(!text.contains("BREW") && !text.contains("XYZZY"), "{text}");
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="OTHER",route="/api/things/{id}",status="4xx"} 2"#
+            ),
+            "{text}"
+        );
     }
 }
