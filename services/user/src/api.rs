@@ -56,7 +56,7 @@ pub fn routes() -> Router<ApiState> {
 }
 
 /// `POST /api/users/register` body.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterRequest {
     /// 3–50 of `[A-Za-z0-9_.-]`.
@@ -70,13 +70,39 @@ pub struct RegisterRequest {
 }
 
 /// `POST /api/users/login` body.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Username or email.
     pub username: String,
     /// Password.
     pub password: String,
+}
+
+/// Shown instead of a password by the hand-written `Debug` impls.
+const REDACTED: &str = "<redacted>";
+
+// Debug by hand: a derived impl would print the plaintext password into any
+// log line or panic message that formats the request.
+impl std::fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterRequest")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("password", &REDACTED)
+            .field("full_name", &self.full_name)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The identifier too: users type their password into it by mistake.
+        f.debug_struct("LoginRequest")
+            .field("username", &REDACTED)
+            .field("password", &REDACTED)
+            .finish()
+    }
 }
 
 /// `PATCH /api/users/{id}` body.
@@ -299,6 +325,25 @@ async fn jwks(State(state): State<ApiState>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_debug_output_never_shows_passwords() {
+        let register = RegisterRequest {
+            username: "ada".into(),
+            email: "ada@example.com".into(),
+            password: "hunter2-secret".into(),
+            full_name: "Ada".into(),
+        };
+        let shown = format!("{register:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("ada@example.com"), "{shown}");
+        let login = LoginRequest {
+            username: "hunter2-typo".into(),
+            password: "hunter2-secret".into(),
+        };
+        let shown = format!("{login:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
 
     #[test]
     fn saturated_password_hashing_is_a_503_overloaded() {
