@@ -28,7 +28,10 @@ enum KeySource {
 struct Inner {
     source: KeySource,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the JWKS was last requested and whether that succeeded: failures
+    /// are rate-limited too, or an outage of user-service turns every request
+    /// with a token into a fetch against it.
+    last_fetch: Mutex<Option<(Instant, bool)>>,
     validation: Validation,
 }
 
@@ -148,8 +151,14 @@ impl TokenVerifier {
         };
         // One fetch at a time; callers that waited reuse its result.
         let mut last_fetch = self.inner.last_fetch.lock().await;
-        if last_fetch.is_some_and(|at| at.elapsed() < *min_refresh_interval) {
-            return Ok(());
+        if let Some((at, succeeded)) = *last_fetch
+            && at.elapsed() < *min_refresh_interval
+        {
+            return if succeeded {
+                Ok(())
+            } else {
+                Err(AuthError::KeysUnavailable)
+            };
         }
         let fetched = async {
             let response = http.get(url).send().await?.error_for_status()?;
@@ -159,10 +168,11 @@ impl TokenVerifier {
         match fetched {
             Ok(jwks) => {
                 *self.inner.keys.write().await = decoding_keys(&jwks);
-                *last_fetch = Some(Instant::now());
+                *last_fetch = Some((Instant::now(), true));
                 Ok(())
             }
             Err(error) => {
+                *last_fetch = Some((Instant::now(), false));
                 tracing::warn!(error = %error, "cannot fetch JWKS from user-service");
                 Err(AuthError::KeysUnavailable)
             }

@@ -3,6 +3,7 @@
 use axum::Router;
 use axum::routing::get;
 use silo_kit::auth::{AuthError, Jwks, SigningKey, TokenIssuer, TokenVerifier};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
@@ -55,4 +56,32 @@ async fn unknown_kid_does_not_refetch_within_the_refresh_interval() {
     *keys.lock().unwrap() = other.jwks();
     let (token, _) = other.issue(Uuid::new_v4(), &[]).unwrap();
     assert_eq!(verifier.verify(&token).await, Err(AuthError::UnknownKey));
+}
+
+#[tokio::test]
+async fn failed_key_fetches_are_rate_limited_too() {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let app = Router::new().route(
+        "/.well-known/jwks.json",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let verifier = TokenVerifier::remote_with_refresh_interval(
+        &format!("http://{address}"),
+        Duration::from_secs(3600),
+    );
+    let (token, _) = issuer().issue(Uuid::new_v4(), &[]).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            verifier.verify(&token).await,
+            Err(AuthError::KeysUnavailable)
+        );
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
 }
