@@ -1,7 +1,9 @@
 //! The MongoDB inbox (`inbox` collection, unique `(consumer, eventId)`) and
 //! dead letters (`dead_letters` collection).
 
-use crate::consumer::{DeadLetter, DeadLetterSink, HandlerError, MessageHandler, Processed};
+use crate::consumer::{
+    DeadLetter, DeadLetterSink, HandlerError, MessageHandler, Processed, StreamPosition,
+};
 use crate::events::Envelope;
 use mongodb::bson::{self, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
@@ -72,7 +74,8 @@ pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     }
 }
 
-/// Creates the inbox index (call at start-up; idempotent).
+/// Creates the inbox index and the dead-letter identity indexes (call at
+/// start-up; idempotent).
 pub async fn ensure_indexes(database: &Database) -> Result<(), mongodb::error::Error> {
     database
         .collection::<Document>(INBOX_COLLECTION)
@@ -80,6 +83,37 @@ pub async fn ensure_indexes(database: &Database) -> Result<(), mongodb::error::E
             IndexModel::builder()
                 .keys(doc! { "consumer": 1, "eventId": 1 })
                 .options(IndexOptions::builder().unique(true).build())
+                .build(),
+        )
+        .await?;
+    let dead_letters = database.collection::<Document>(DEAD_LETTER_COLLECTION);
+    dead_letters
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! { "consumer": 1, "eventId": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name("consumer_event".to_string())
+                        .unique(true)
+                        .partial_filter_expression(doc! { "eventId": { "$type": "string" } })
+                        .build(),
+                )
+                .build(),
+        )
+        .await?;
+    dead_letters
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! { "consumer": 1, "stream": 1, "streamSequence": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name("consumer_position".to_string())
+                        .unique(true)
+                        .partial_filter_expression(
+                            doc! { "eventId": { "$type": "null" }, "streamSequence": { "$exists": true } },
+                        )
+                        .build(),
+                )
                 .build(),
         )
         .await?;
@@ -176,19 +210,42 @@ impl MongoDeadLetters {
 
 impl DeadLetterSink for MongoDeadLetters {
     async fn record(&self, letter: &DeadLetter) -> Result<(), anyhow::Error> {
-        self.database
+        self.record_at(letter, None).await
+    }
+
+    /// Inserts the letter once (see [`ensure_indexes`]): recording the same
+    /// message again hits a unique index and counts as done.
+    async fn record_at(
+        &self,
+        letter: &DeadLetter,
+        position: Option<&StreamPosition>,
+    ) -> Result<(), anyhow::Error> {
+        let mut document = doc! {
+            "consumer": &letter.consumer,
+            "eventId": letter.event_id.map(|id| id.to_string()),
+            "subject": &letter.subject,
+            "payload": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: letter.payload.clone() },
+            "error": &letter.error,
+            "deliveries": letter.deliveries,
+            "deadAt": bson::DateTime::now(),
+        };
+        if let Some(position) = position {
+            document.insert("stream", &position.stream);
+            document.insert(
+                "streamSequence",
+                i64::try_from(position.sequence).unwrap_or(i64::MAX),
+            );
+        }
+        match self
+            .database
             .collection::<Document>(DEAD_LETTER_COLLECTION)
-            .insert_one(doc! {
-                "consumer": &letter.consumer,
-                "eventId": letter.event_id.map(|id| id.to_string()),
-                "subject": &letter.subject,
-                "payload": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: letter.payload.clone() },
-                "error": &letter.error,
-                "deliveries": letter.deliveries,
-                "deadAt": bson::DateTime::now(),
-            })
-            .await?;
-        Ok(())
+            .insert_one(document)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if is_duplicate_key(&error) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 }
 

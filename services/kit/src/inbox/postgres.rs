@@ -1,6 +1,8 @@
 //! The PostgreSQL inbox (`inbox` table) and dead-letter table (`dead_letters`).
 
-use crate::consumer::{DeadLetter, DeadLetterSink, HandlerError, MessageHandler, Processed};
+use crate::consumer::{
+    DeadLetter, DeadLetterSink, HandlerError, MessageHandler, Processed, StreamPosition,
+};
 use crate::events::Envelope;
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
@@ -80,9 +82,21 @@ impl PgDeadLetters {
 
 impl DeadLetterSink for PgDeadLetters {
     async fn record(&self, letter: &DeadLetter) -> Result<(), anyhow::Error> {
+        self.record_at(letter, None).await
+    }
+
+    /// Inserts the letter once: a second recording of the same event (or,
+    /// without an event id, of the same stream position) is a no-op.
+    async fn record_at(
+        &self,
+        letter: &DeadLetter,
+        position: Option<&StreamPosition>,
+    ) -> Result<(), anyhow::Error> {
+        let sequence = position.and_then(|p| i64::try_from(p.sequence).ok());
         sqlx::query(
-            "INSERT INTO dead_letters (consumer, event_id, subject, payload, error, deliveries) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO dead_letters \
+             (consumer, event_id, subject, payload, error, deliveries, stream, stream_sequence) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
         .bind(&letter.consumer)
         .bind(letter.event_id)
@@ -90,6 +104,8 @@ impl DeadLetterSink for PgDeadLetters {
         .bind(&letter.payload)
         .bind(&letter.error)
         .bind(letter.deliveries)
+        .bind(position.map(|p| p.stream.as_str()))
+        .bind(sequence)
         .execute(&self.pool)
         .await?;
         Ok(())

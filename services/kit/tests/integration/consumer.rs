@@ -333,3 +333,45 @@ async fn event_failing_while_the_database_is_unavailable_is_retried_past_max_del
     assert_eq!(fixture.count("SELECT count(*) FROM dead_letters").await, 0);
     fixture.stop().await;
 }
+
+#[tokio::test]
+async fn recording_the_same_dead_letter_twice_keeps_one_row() {
+    use silo_kit::consumer::{DeadLetter, DeadLetterSink, StreamPosition};
+    let (_database, pool) = migrated_database().await;
+    let sink = PgDeadLetters::new(pool.clone());
+    let letter = |event_id| DeadLetter {
+        consumer: "test-service".into(),
+        event_id,
+        subject: "silo.users.events.UserRegistered".into(),
+        payload: b"payload".to_vec(),
+        error: "boom".into(),
+        deliveries: 5,
+    };
+    let at = |sequence| StreamPosition {
+        stream: "USERS".into(),
+        sequence,
+    };
+    let event_id = Uuid::new_v4();
+    // The same event, redelivered after its Term was lost: one row.
+    sink.record_at(&letter(Some(event_id)), Some(&at(7)))
+        .await
+        .unwrap();
+    sink.record_at(&letter(Some(event_id)), Some(&at(7)))
+        .await
+        .unwrap();
+    sink.record(&letter(Some(event_id))).await.unwrap();
+    // Undecodable messages are told apart by their stream position.
+    sink.record_at(&letter(None), Some(&at(8))).await.unwrap();
+    sink.record_at(&letter(None), Some(&at(8))).await.unwrap();
+    sink.record_at(&letter(None), Some(&at(9))).await.unwrap();
+    let rows: Vec<(Option<Uuid>, Option<i64>)> = sqlx::query_as(
+        "SELECT event_id, stream_sequence FROM dead_letters ORDER BY stream_sequence",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![(Some(event_id), Some(7)), (None, Some(8)), (None, Some(9))]
+    );
+}
