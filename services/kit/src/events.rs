@@ -253,7 +253,7 @@ impl EventNamespace {
             description: Some(format!("{} events", kind.token())),
             storage: jetstream::stream::StorageType::File,
             retention: jetstream::stream::RetentionPolicy::Limits,
-            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_age: STREAM_MAX_AGE,
             duplicate_window: DUPLICATE_WINDOW,
             ..Default::default()
         }
@@ -270,6 +270,9 @@ impl EventNamespace {
             .await
     }
 }
+
+/// How long a stream keeps a message: no redelivery is older than this.
+pub const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How long JetStream remembers a `Nats-Msg-Id` to drop duplicates.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);

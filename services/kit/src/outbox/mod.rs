@@ -14,9 +14,9 @@
 //!    exponentially.
 //!
 //! The relay wakes on the store's [`WakeSignal`] (LISTEN/NOTIFY for
-//! PostgreSQL) and polls slowly as a fallback; published records older than
-//! the retention period are deleted periodically. On shutdown it finishes the
-//! batch in hand and stops.
+//! PostgreSQL) and polls slowly as a fallback; published records, inbox
+//! records and dead letters older than their retention periods are deleted
+//! periodically. On shutdown it finishes the batch in hand and stops.
 
 pub mod mongo;
 pub mod postgres;
@@ -131,4 +131,24 @@ pub trait OutboxStore: Send + Sync + 'static {
         &self,
         cutoff: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, OutboxError>> + Send;
+
+    /// Deletes inbox records of events processed before `cutoff` (the same
+    /// database holds the inbox); returns how many. The default keeps them.
+    fn delete_inbox_before(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, OutboxError>> + Send {
+        let _ = cutoff;
+        std::future::ready(Ok(0))
+    }
+
+    /// Deletes dead letters recorded before `cutoff`; returns how many. The
+    /// default keeps them.
+    fn delete_dead_letters_before(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, OutboxError>> + Send {
+        let _ = cutoff;
+        std::future::ready(Ok(0))
+    }
 }

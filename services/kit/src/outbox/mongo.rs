@@ -101,6 +101,7 @@ pub async fn enqueue_envelope(
 #[derive(Debug, Clone)]
 pub struct MongoOutbox {
     collection: Collection<Document>,
+    database: Database,
 }
 
 impl MongoOutbox {
@@ -108,6 +109,7 @@ impl MongoOutbox {
     pub fn new(database: &Database) -> Self {
         Self {
             collection: database.collection(OUTBOX_COLLECTION),
+            database: database.clone(),
         }
     }
 
@@ -267,6 +269,24 @@ impl OutboxStore for MongoOutbox {
         let deleted = self
             .collection
             .delete_many(doc! { "publishedAt": { "$lt": bson_time(cutoff) } })
+            .await?;
+        Ok(deleted.deleted_count)
+    }
+
+    async fn delete_inbox_before(&self, cutoff: DateTime<Utc>) -> Result<u64, OutboxError> {
+        let deleted = self
+            .database
+            .collection::<Document>(crate::inbox::mongo::INBOX_COLLECTION)
+            .delete_many(doc! { "processedAt": { "$lt": bson_time(cutoff) } })
+            .await?;
+        Ok(deleted.deleted_count)
+    }
+
+    async fn delete_dead_letters_before(&self, cutoff: DateTime<Utc>) -> Result<u64, OutboxError> {
+        let deleted = self
+            .database
+            .collection::<Document>(crate::inbox::mongo::DEAD_LETTER_COLLECTION)
+            .delete_many(doc! { "deadAt": { "$lt": bson_time(cutoff) } })
             .await?;
         Ok(deleted.deleted_count)
     }

@@ -195,4 +195,20 @@ impl OutboxStore for PgOutbox {
             .await?;
         Ok(deleted.rows_affected())
     }
+
+    async fn delete_inbox_before(&self, cutoff: DateTime<Utc>) -> Result<u64, OutboxError> {
+        let deleted = sqlx::query("DELETE FROM inbox WHERE processed_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn delete_dead_letters_before(&self, cutoff: DateTime<Utc>) -> Result<u64, OutboxError> {
+        let deleted = sqlx::query("DELETE FROM dead_letters WHERE dead_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
 }

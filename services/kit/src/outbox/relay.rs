@@ -2,7 +2,7 @@
 
 use super::{OutboxError, OutboxRecord, OutboxStore, WakeSignal};
 use crate::correlation::CORRELATION_ID_HEADER;
-use crate::events::{EventNamespace, StreamKind};
+use crate::events::{EventNamespace, STREAM_MAX_AGE, StreamKind};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use async_nats::jetstream;
@@ -35,6 +35,11 @@ pub struct RelayConfig {
     pub ack_timeout: Duration,
     /// Published records older than this are deleted.
     pub retention: Duration,
+    /// Inbox records older than this are deleted: longer than the streams
+    /// keep messages, so no redelivery can find its inbox record gone.
+    pub inbox_retention: Duration,
+    /// Dead letters older than this are deleted.
+    pub dead_letter_retention: Duration,
     /// How often retention cleanup runs.
     pub cleanup_interval: Duration,
 }
@@ -49,6 +54,8 @@ impl Default for RelayConfig {
             backoff_max: Duration::from_secs(30),
             ack_timeout: Duration::from_secs(10),
             retention: Duration::from_secs(24 * 3600),
+            inbox_retention: STREAM_MAX_AGE + Duration::from_secs(24 * 3600),
+            dead_letter_retention: Duration::from_secs(30 * 24 * 3600),
             cleanup_interval: Duration::from_secs(600),
         }
     }
@@ -186,6 +193,9 @@ pub struct Relay<S: OutboxStore> {
     namespace: EventNamespace,
     config: RelayConfig,
     metrics: Metrics,
+    /// When retention cleanup last ran (checked between batches too, so it
+    /// also runs while a sustained load keeps every batch full).
+    last_cleanup: std::sync::Mutex<Option<Instant>>,
 }
 
 impl<S: OutboxStore> std::fmt::Debug for Relay<S> {
@@ -220,6 +230,7 @@ impl<S: OutboxStore> Relay<S> {
             namespace,
             config,
             metrics,
+            last_cleanup: std::sync::Mutex::new(None),
         }
     }
 
@@ -227,7 +238,6 @@ impl<S: OutboxStore> Relay<S> {
     pub async fn run(self, shutdown: Shutdown) {
         let mut signal: Option<S::Signal> = None;
         let mut backoff = self.config.backoff_min;
-        let mut last_cleanup: Option<Instant> = None;
         loop {
             if shutdown.is_triggered() {
                 break;
@@ -240,6 +250,8 @@ impl<S: OutboxStore> Relay<S> {
                     }
                 }
             }
+            // Before draining, so a broker outage does not stop the cleanup.
+            self.cleanup_if_due().await;
             match self.drain(&shutdown).await {
                 Ok(_) => backoff = self.config.backoff_min,
                 Err(error) => {
@@ -252,10 +264,6 @@ impl<S: OutboxStore> Relay<S> {
                     backoff = (backoff * 2).min(self.config.backoff_max);
                     continue;
                 }
-            }
-            if last_cleanup.is_none_or(|at| at.elapsed() >= self.config.cleanup_interval) {
-                last_cleanup = Some(Instant::now());
-                self.cleanup().await;
             }
             let woken = async {
                 match signal.as_mut() {
@@ -306,6 +314,7 @@ impl<S: OutboxStore> Relay<S> {
             if !full || shutdown.is_triggered() {
                 return Ok(total);
             }
+            self.cleanup_if_due().await;
         }
     }
 
@@ -418,19 +427,57 @@ impl<S: OutboxStore> Relay<S> {
         Ok(())
     }
 
-    async fn cleanup(&self) {
-        let retention =
-            chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::days(1));
-        match self
-            .store
-            .delete_published_before(Utc::now() - retention)
-            .await
-        {
-            Ok(0) => {}
-            Ok(deleted) => {
-                tracing::debug!(deleted, "deleted published outbox records past retention")
+    /// Runs retention cleanup when `cleanup_interval` has passed since the last run.
+    async fn cleanup_if_due(&self) {
+        let due = match self.last_cleanup.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|at| at.elapsed() >= self.config.cleanup_interval);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
             }
-            Err(error) => tracing::warn!(error = %error, "outbox retention cleanup failed"),
+            Err(_poisoned) => false,
+        };
+        if due {
+            self.cleanup().await;
+        }
+    }
+
+    async fn cleanup(&self) {
+        let now = Utc::now();
+        let before = |retention: Duration| {
+            chrono::Duration::from_std(retention)
+                .ok()
+                .and_then(|retention| now.checked_sub_signed(retention))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        };
+        let outcomes = [
+            (
+                "outbox",
+                self.store
+                    .delete_published_before(before(self.config.retention))
+                    .await,
+            ),
+            (
+                "inbox",
+                self.store
+                    .delete_inbox_before(before(self.config.inbox_retention))
+                    .await,
+            ),
+            (
+                "dead_letters",
+                self.store
+                    .delete_dead_letters_before(before(self.config.dead_letter_retention))
+                    .await,
+            ),
+        ];
+        for (table, outcome) in outcomes {
+            match outcome {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(table, deleted, "deleted records past retention"),
+                Err(error) => tracing::warn!(table, error = %error, "retention cleanup failed"),
+            }
         }
     }
 }

@@ -320,3 +320,40 @@ async fn relay_creates_a_deleted_stream_again_and_publishes_into_it() {
     assert_eq!(fixture.stored_event_ids().await, ids);
     fixture.stop().await;
 }
+
+#[tokio::test]
+async fn relay_cleanup_deletes_inbox_records_and_dead_letters_past_their_retention() {
+    let mut fixture = OutboxFixture::new().await;
+    sqlx::query(
+        "INSERT INTO inbox (consumer, event_id, event_type, processed_at) VALUES \
+         ('c', gen_random_uuid(), 'Old', now() - interval '9 days'), \
+         ('c', gen_random_uuid(), 'Recent', now() - interval '6 days')",
+    )
+    .execute(&fixture.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO dead_letters (consumer, subject, payload, error, deliveries, dead_at) VALUES \
+         ('c', 's', '', 'Old', 1, now() - interval '31 days'), \
+         ('c', 's', '', 'Recent', 1, now() - interval '29 days')",
+    )
+    .execute(&fixture.pool)
+    .await
+    .unwrap();
+    fixture.start_relay(RelayConfig::default());
+    wait_until(
+        "old inbox and dead-letter rows deleted",
+        PATIENCE,
+        || async {
+            let remaining: Vec<String> = sqlx::query_scalar(
+                "SELECT event_type FROM inbox UNION ALL SELECT error FROM dead_letters",
+            )
+            .fetch_all(&fixture.pool)
+            .await
+            .unwrap();
+            remaining == vec!["Recent".to_string(), "Recent".to_string()]
+        },
+    )
+    .await;
+    fixture.stop().await;
+}
