@@ -750,3 +750,106 @@ mod tests {
         );
     }
 }
+
+/// Pins the exact API calls of a reconcile against a mocked API server (no cluster needed).
+#[cfg(test)]
+mod request_sequence {
+    use std::sync::Arc;
+
+    use axum::http::{Method, Request, Response};
+    use kube::Client;
+    use kube::client::Body;
+
+    use super::*;
+    use crate::controller::OperatorConfig;
+    use crate::crd::{DatabaseSpec, ServerBinding};
+    use crate::metrics::Metrics;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn invalid_database() -> Database {
+        let mut db = Database::new(
+            "users",
+            DatabaseSpec {
+                engine: Engine::Postgres,
+                owner: "user-service".into(),
+                server: ServerBinding::default(),
+                deletion_policy: DeletionPolicy::Retain,
+                credentials: Default::default(),
+            },
+        );
+        db.metadata.namespace = Some("shop".into());
+        db.metadata.uid = Some("0000-1111".into());
+        db.metadata.generation = Some(1);
+        db.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        db
+    }
+
+    async fn expect(
+        handle: &mut Handle,
+        method: Method,
+        path: &str,
+        reply: Option<Vec<u8>>,
+    ) -> serde_json::Value {
+        let (request, respond) = handle.next_request().await.expect("another request");
+        assert_eq!(request.method(), method, "{}", request.uri());
+        assert_eq!(request.uri().path(), path);
+        let query = request.uri().query().unwrap_or_default().to_string();
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        respond.send_response(
+            Response::builder()
+                .body(Body::from(reply.unwrap_or_else(|| body.to_vec())))
+                .unwrap(),
+        );
+        serde_json::json!({ "query": query, "body": json })
+    }
+
+    #[tokio::test]
+    async fn an_invalid_spec_reads_once_writes_status_by_apply_and_publishes_one_event() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let ctx = Arc::new(Context::new(
+            Client::new(service, "default"),
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+        ));
+        let db = invalid_database();
+        let served = serde_json::to_vec(&db).unwrap();
+        let api_server = tokio::spawn(async move {
+            let path = "/apis/silo.dev/v1alpha1/namespaces/shop/databases/users";
+            expect(&mut handle, Method::GET, path, Some(served.clone())).await;
+            let status = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{path}/status"),
+                Some(served),
+            )
+            .await;
+            let query = status["query"].as_str().unwrap();
+            assert!(query.contains("fieldManager=silo-operator") && query.contains("force=true"));
+            let ready = &status["body"]["status"]["conditions"][0];
+            assert_eq!(ready["type"], "Ready");
+            assert_eq!(ready["reason"], "InvalidSpec");
+            let event = expect(
+                &mut handle,
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events",
+                None,
+            )
+            .await;
+            assert_eq!(event["body"]["reason"], "InvalidSpec");
+            // Either the client is gone (None) or it stays silent.
+            let next =
+                tokio::time::timeout(std::time::Duration::from_millis(200), handle.next_request())
+                    .await;
+            assert!(
+                matches!(next, Err(_) | Ok(None)),
+                "no further API calls, got {:?}",
+                next.ok().flatten().map(|(r, _)| r.uri().clone())
+            );
+        });
+        let result = reconcile(Arc::new(db), ctx).await;
+        assert!(matches!(result, Err(Error::InvalidSpec(_))), "{result:?}");
+        api_server.await.unwrap();
+    }
+}
