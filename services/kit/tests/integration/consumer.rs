@@ -122,6 +122,53 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Waits until the durable consumer has nothing pending or unacknowledged
+    /// and its ack floor covers the whole stream; returns its info. A message
+    /// NAKed instead of terminated stays unacknowledged and fails this wait.
+    async fn wait_until_settled(&self, stored: u64) -> jetstream::consumer::Info {
+        let durable: jetstream::consumer::PullConsumer = self
+            .jetstream
+            .get_stream(self.namespace.stream_name(StreamKind::Users))
+            .await
+            .unwrap()
+            .get_consumer("test-service")
+            .await
+            .unwrap();
+        wait_until("every delivery settled", PATIENCE, || {
+            let mut durable = durable.clone();
+            async move {
+                let info = durable.info().await.unwrap();
+                info.num_ack_pending == 0
+                    && info.num_pending == 0
+                    && info.ack_floor.stream_sequence >= stored
+            }
+        })
+        .await;
+        let mut durable = durable;
+        durable.info().await.unwrap().clone()
+    }
+
+    /// The last message republished to the `.dlq` subject (waits for it).
+    async fn dead_letter_message(&self) -> jetstream::message::StreamMessage {
+        let stream = self
+            .jetstream
+            .get_stream(self.namespace.stream_name(StreamKind::Users))
+            .await
+            .unwrap();
+        let dlq_subject = format!("{}.dlq", self.namespace.subject_of::<UserRegistered>());
+        wait_until("dead letter republished", PATIENCE, || async {
+            stream
+                .get_last_raw_message_by_subject(&dlq_subject)
+                .await
+                .is_ok()
+        })
+        .await;
+        stream
+            .get_last_raw_message_by_subject(&dlq_subject)
+            .await
+            .unwrap()
+    }
+
     async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }
@@ -159,22 +206,7 @@ async fn event_delivered_twice_is_applied_once() {
     })
     .await;
     // Wait until the consumer settled all three messages, then check nothing more landed.
-    let durable: jetstream::consumer::PullConsumer = fixture
-        .jetstream
-        .get_stream(fixture.namespace.stream_name(StreamKind::Users))
-        .await
-        .unwrap()
-        .get_consumer("test-service")
-        .await
-        .unwrap();
-    wait_until("all deliveries acknowledged", PATIENCE, || {
-        let mut durable = durable.clone();
-        async move {
-            let info = durable.info().await.unwrap();
-            info.ack_floor.stream_sequence == 3 && info.num_ack_pending == 0
-        }
-    })
-    .await;
+    fixture.wait_until_settled(3).await;
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM effects WHERE event_id = $1")
         .bind(envelope.event_id)
         .fetch_one(&fixture.pool)
@@ -207,28 +239,16 @@ async fn transiently_failing_event_is_dead_lettered_after_max_deliveries() {
     // The failed effect rolled back with its inbox record each time.
     assert_eq!(fixture.count("SELECT count(*) FROM effects").await, 0);
     assert_eq!(fixture.count("SELECT count(*) FROM inbox").await, 0);
-    let stream = fixture
-        .jetstream
-        .get_stream(fixture.namespace.stream_name(StreamKind::Users))
-        .await
-        .unwrap();
-    let dlq_subject = format!("{}.dlq", fixture.namespace.subject_of::<UserRegistered>());
-    wait_until("dead letter republished", PATIENCE, || async {
-        stream
-            .get_last_raw_message_by_subject(&dlq_subject)
-            .await
-            .is_ok()
-    })
-    .await;
-    let republished = stream
-        .get_last_raw_message_by_subject(&dlq_subject)
-        .await
-        .unwrap();
+    let republished = fixture.dead_letter_message().await;
     assert_eq!(
         Envelope::from_slice(&republished.payload).unwrap().event_id,
         envelope.event_id
     );
     assert!(republished.headers.get("Silo-Dead-Letter-Error").is_some());
+    // Terminated: no delivery beyond the third, and no second dead letter.
+    let info = fixture.wait_until_settled(1).await;
+    assert_eq!(info.delivered.consumer_sequence, 3);
+    assert_eq!(fixture.count("SELECT count(*) FROM dead_letters").await, 1);
     fixture.stop().await;
 }
 
@@ -247,6 +267,18 @@ async fn permanently_failing_event_is_dead_lettered_on_first_delivery() {
         fixture.count("SELECT deliveries FROM dead_letters").await,
         1
     );
+    let republished = fixture.dead_letter_message().await;
+    assert_eq!(
+        republished
+            .headers
+            .get("Silo-Dead-Letter-Error")
+            .map(|v| v.as_str()),
+        Some("permanent: amount is negative")
+    );
+    // Terminated: delivered once, never again.
+    let info = fixture.wait_until_settled(1).await;
+    assert_eq!(info.delivered.consumer_sequence, 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM dead_letters").await, 1);
     fixture.stop().await;
 }
 
@@ -261,23 +293,7 @@ async fn undecodable_message_is_dead_lettered_without_an_event_id() {
             == 1
     })
     .await;
-    let stream = fixture
-        .jetstream
-        .get_stream(fixture.namespace.stream_name(StreamKind::Users))
-        .await
-        .unwrap();
-    let dlq_subject = format!("{}.dlq", fixture.namespace.subject_of::<UserRegistered>());
-    wait_until("undecodable message republished", PATIENCE, || async {
-        stream
-            .get_last_raw_message_by_subject(&dlq_subject)
-            .await
-            .is_ok()
-    })
-    .await;
-    let republished = stream
-        .get_last_raw_message_by_subject(&dlq_subject)
-        .await
-        .unwrap();
+    let republished = fixture.dead_letter_message().await;
     assert_eq!(republished.payload.as_ref(), b"not json");
     assert_eq!(
         republished.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
