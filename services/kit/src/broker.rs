@@ -56,7 +56,7 @@ pub async fn connect(
         .map_err(|(error, attempts)| BrokerError::Unreachable {
             server,
             attempts,
-            reason: error.to_string(),
+            reason: crate::config::redact_credentials(&error.to_string()),
         })
 }
 

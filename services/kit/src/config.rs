@@ -144,6 +144,32 @@ impl fmt::Display for Secret {
     }
 }
 
+/// `text` with the user-info of every URL in it (`scheme://user:password@`)
+/// replaced by `***`: client errors may echo the URL they were given.
+pub fn redact_credentials(text: &str) -> String {
+    let mut redacted = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let authority_start = scheme_end + 3;
+        redacted.push_str(&rest[..authority_start]);
+        let after = &rest[authority_start..];
+        let authority_len = after
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
+            })
+            .unwrap_or(after.len());
+        match after[..authority_len].rfind('@') {
+            Some(at) => {
+                redacted.push_str("***");
+                rest = &after[at..];
+            }
+            None => rest = after,
+        }
+    }
+    redacted.push_str(rest);
+    redacted
+}
+
 /// The settings every service shares: where to listen, its database and its broker.
 #[derive(Debug, Clone)]
 pub struct BaseConfig {
@@ -215,5 +241,22 @@ mod tests {
         let config = BaseConfig::from_env(&env).unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
         assert_eq!(config.database_url.expose(), "postgres://u:hunter2@h/db");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_redacted_wherever_they_appear() {
+        assert_eq!(
+            redact_credentials("error connecting to postgres://app:s3cret@db:5432/x: refused"),
+            "error connecting to postgres://***@db:5432/x: refused"
+        );
+        assert_eq!(
+            redact_credentials("a nats://u:p@h:4222 and b nats://v:q@k:4222"),
+            "a nats://***@h:4222 and b nats://***@k:4222"
+        );
+        assert_eq!(
+            redact_credentials("no credentials in http://h:80/p?x=a@b"),
+            "no credentials in http://h:80/p?x=a@b"
+        );
+        assert_eq!(redact_credentials("plain text"), "plain text");
     }
 }

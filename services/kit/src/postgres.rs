@@ -1,6 +1,7 @@
 //! PostgreSQL start-up: connect with bounded retry, run migrations.
 
 use crate::config::Secret;
+use crate::config::redact_credentials;
 use crate::retry::RetryPolicy;
 use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator};
@@ -47,7 +48,7 @@ pub async fn connect(
     retry: RetryPolicy,
 ) -> Result<PgPool, DatabaseError> {
     let options = PgConnectOptions::from_str(url.expose())
-        .map_err(|e| DatabaseError::InvalidUrl(redacted_reason(&e)))?;
+        .map_err(|e| DatabaseError::InvalidUrl(redact_credentials(&e.to_string())))?;
     let host = options.get_host().to_string();
     let port = options.get_port();
     let database = options.get_database().unwrap_or("").to_string();
@@ -64,20 +65,8 @@ pub async fn connect(
             port,
             database,
             attempts,
-            reason: redacted_reason(&error),
+            reason: redact_credentials(&error.to_string()),
         })
-}
-
-/// sqlx errors may echo parts of the URL; keep only the error's kind and message
-/// after stripping anything that looks like `user:password@`.
-fn redacted_reason(error: &dyn std::fmt::Display) -> String {
-    let text = error.to_string();
-    match (text.find("://"), text.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &text[..scheme], &text[at..])
-        }
-        _ => text,
-    }
 }
 
 /// Runs the service's migrations, then the kit's (outbox, inbox, dead letters).

@@ -1,5 +1,6 @@
 //! Bounded retry of start-up connections.
 
+use crate::config::redact_credentials;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,8 @@ impl RetryPolicy {
                     if started.elapsed() + delay > self.deadline {
                         return Err((error, attempts));
                     }
+                    // The error may echo the URL, password included.
+                    let error = redact_credentials(&error.to_string());
                     tracing::warn!(target_name = what, attempt = attempts, error = %error, "connection failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
