@@ -6,9 +6,11 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 /// Labels of an HTTP request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,6 +68,10 @@ pub struct Metrics {
     pub outbox_lag: Histogram,
     /// Consumed messages by consumer and outcome.
     pub consumer_messages: Family<ConsumerLabels, Counter>,
+    /// Outbox records not yet published (as of the relay's last pass).
+    pub outbox_backlog: Gauge,
+    /// Age in seconds of the oldest unpublished outbox record (0 when none).
+    pub outbox_oldest_unpublished_age: Gauge<f64, AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -98,6 +104,8 @@ impl Metrics {
         let outbox_failures = Family::<ErrorLabels, Counter>::default();
         let outbox_lag = latency_histogram();
         let consumer_messages = Family::<ConsumerLabels, Counter>::default();
+        let outbox_backlog = Gauge::default();
+        let outbox_oldest_unpublished_age = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "http_requests",
             "HTTP requests served",
@@ -128,6 +136,16 @@ impl Metrics {
             "Consumed messages by consumer and outcome",
             consumer_messages.clone(),
         );
+        registry.register(
+            "outbox_backlog",
+            "Outbox records not yet published",
+            outbox_backlog.clone(),
+        );
+        registry.register(
+            "outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest unpublished outbox record",
+            outbox_oldest_unpublished_age.clone(),
+        );
         register(&mut registry);
         Self {
             registry: Arc::new(registry),
@@ -137,6 +155,8 @@ impl Metrics {
             outbox_failures,
             outbox_lag,
             consumer_messages,
+            outbox_backlog,
+            outbox_oldest_unpublished_age,
         }
     }
 

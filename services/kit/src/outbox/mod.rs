@@ -24,6 +24,15 @@ mod relay;
 
 pub use relay::{Relay, RelayConfig, RelayError};
 
+/// What is still waiting to be published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Unpublished records.
+    pub records: u64,
+    /// When the oldest of them was written.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::time::Duration;
@@ -131,6 +140,12 @@ pub trait OutboxStore: Send + Sync + 'static {
         &self,
         cutoff: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, OutboxError>> + Send;
+
+    /// The unpublished records' count and age; `None` when the store cannot
+    /// tell (the default).
+    fn backlog(&self) -> impl Future<Output = Result<Option<Backlog>, OutboxError>> + Send {
+        std::future::ready(Ok(None))
+    }
 
     /// Deletes inbox records of events processed before `cutoff` (the same
     /// database holds the inbox); returns how many. The default keeps them.

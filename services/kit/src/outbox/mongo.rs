@@ -10,7 +10,7 @@
 //! reads back exactly the documents carrying that token. The relay wakes on a
 //! change stream of inserts (transactions already require a replica set).
 
-use super::{OutboxError, OutboxRecord, OutboxStore, WakeSignal};
+use super::{Backlog, OutboxError, OutboxRecord, OutboxStore, WakeSignal};
 use crate::correlation::CorrelationId;
 use crate::events::{Envelope, Event};
 use chrono::{DateTime, Utc};
@@ -271,6 +271,20 @@ impl OutboxStore for MongoOutbox {
             .delete_many(doc! { "publishedAt": { "$lt": bson_time(cutoff) } })
             .await?;
         Ok(deleted.deleted_count)
+    }
+
+    async fn backlog(&self) -> Result<Option<Backlog>, OutboxError> {
+        let unpublished = doc! { "publishedAt": bson::Bson::Null };
+        let records = self.collection.count_documents(unpublished.clone()).await?;
+        let oldest = self
+            .collection
+            .find_one(unpublished)
+            .sort(doc! { "_id": 1 })
+            .projection(doc! { "createdAt": 1 })
+            .await?
+            .and_then(|document| document.get_datetime("createdAt").ok().copied())
+            .map(|created| DateTime::<Utc>::from(created.to_system_time()));
+        Ok(Some(Backlog { records, oldest }))
     }
 
     async fn delete_inbox_before(&self, cutoff: DateTime<Utc>) -> Result<u64, OutboxError> {

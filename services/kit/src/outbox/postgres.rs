@@ -1,7 +1,7 @@
 //! The PostgreSQL outbox: the `outbox` table (kit migration), [`enqueue`]
 //! inside the business transaction, and [`PgOutbox`] for the relay.
 
-use super::{OutboxError, OutboxRecord, OutboxStore, WakeSignal};
+use super::{Backlog, OutboxError, OutboxRecord, OutboxStore, WakeSignal};
 use crate::correlation::CorrelationId;
 use crate::events::{Envelope, Event};
 use chrono::{DateTime, Utc};
@@ -194,6 +194,18 @@ impl OutboxStore for PgOutbox {
             .execute(&self.pool)
             .await?;
         Ok(deleted.rows_affected())
+    }
+
+    async fn backlog(&self) -> Result<Option<Backlog>, OutboxError> {
+        let (records, oldest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some(Backlog {
+            records: u64::try_from(records).unwrap_or(0),
+            oldest,
+        }))
     }
 
     async fn delete_inbox_before(&self, cutoff: DateTime<Utc>) -> Result<u64, OutboxError> {

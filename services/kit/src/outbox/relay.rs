@@ -252,7 +252,9 @@ impl<S: OutboxStore> Relay<S> {
             }
             // Before draining, so a broker outage does not stop the cleanup.
             self.cleanup_if_due().await;
-            match self.drain(&shutdown).await {
+            let drained = self.drain(&shutdown).await;
+            self.report_backlog().await;
+            match drained {
                 Ok(_) => backoff = self.config.backoff_min,
                 Err(error) => {
                     self.metrics.count_outbox_failure(error.kind());
@@ -425,6 +427,26 @@ impl<S: OutboxStore> Relay<S> {
             return Err(error);
         }
         Ok(())
+    }
+
+    /// Updates the backlog gauges from the store.
+    async fn report_backlog(&self) {
+        match self.store.backlog().await {
+            Ok(Some(backlog)) => {
+                self.metrics
+                    .outbox_backlog
+                    .set(i64::try_from(backlog.records).unwrap_or(i64::MAX));
+                let age = backlog.oldest.map_or(0.0, |oldest| {
+                    (Utc::now() - oldest)
+                        .to_std()
+                        .unwrap_or_default()
+                        .as_secs_f64()
+                });
+                self.metrics.outbox_oldest_unpublished_age.set(age);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::debug!(error = %error, "cannot read the outbox backlog"),
+        }
     }
 
     /// Runs retention cleanup when `cleanup_interval` has passed since the last run.

@@ -290,11 +290,20 @@ async fn events_written_during_a_broker_outage_are_published_exactly_once_after_
         20,
         "nothing can be published during the outage"
     );
+    let metrics = fixture.relays[0].0.clone();
+    wait_until("backlog gauge shows the outage", PATIENCE, || async {
+        metrics.outbox_backlog.get() == 20 && metrics.outbox_oldest_unpublished_age.get() > 0.0
+    })
+    .await;
 
     nats.resume().await;
     fixture
         .wait_until_all_published(Duration::from_secs(60))
         .await;
+    wait_until("backlog gauge drained", PATIENCE, || async {
+        metrics.outbox_backlog.get() == 0
+    })
+    .await;
     let mut stored = fixture.stored_event_ids().await;
     ids.sort();
     stored.sort();
