@@ -4,14 +4,15 @@
 //! The relay is written against [`OutboxStore`], so the PostgreSQL store
 //! ([`postgres`]) and the MongoDB store ([`mongo`]) share one publishing loop:
 //!
-//! 1. claim a batch of unpublished records, oldest first (a short lease, taken
-//!    in its own short transaction, so replicas never publish the same batch
-//!    concurrently),
-//! 2. publish each with `Nats-Msg-Id = eventId` and wait for the JetStream
-//!    acks — no database transaction is open meanwhile,
+//! 1. claim a batch of unpublished records, oldest first (a lease that
+//!    outlasts the batch deadline, taken in its own short transaction, so
+//!    replicas never publish the same batch concurrently),
+//! 2. publish each with `Nats-Msg-Id = eventId` and collect the JetStream
+//!    acks against one deadline for the whole batch, stopping at the first
+//!    failure — no database transaction is open meanwhile,
 //! 3. mark the acknowledged records published; record attempts and the last
 //!    error of the others, release the rest of the batch, back off
-//!    exponentially.
+//!    exponentially (re-creating the stream first if the broker has none).
 //!
 //! The relay wakes on the store's [`WakeSignal`] (LISTEN/NOTIFY for
 //! PostgreSQL) and polls slowly as a fallback; published records, inbox
