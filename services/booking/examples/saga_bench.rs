@@ -91,6 +91,66 @@ async fn sign_up(http: &reqwest::Client, user_url: &str, name: &str) -> BenchRes
         .to_string())
 }
 
+type Times = std::collections::HashMap<String, (f64, f64)>;
+
+/// `(bookingId, t1, t2)` rows as a map, times in epoch seconds.
+async fn times(pool: &PgPool, sql: &str) -> BenchResult<Times> {
+    let rows: Vec<(String, f64, f64)> = sqlx::query_as(sql).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|(id, a, b)| (id, (a, b))).collect())
+}
+
+/// Where the saga's time goes, per booking, from the timestamps both databases keep.
+async fn saga_stages(
+    booking: &PgPool,
+    payment: &PgPool,
+) -> BenchResult<Vec<(&'static str, Vec<f64>)>> {
+    let epoch = |column: &str| format!("extract(epoch FROM {column})::float8");
+    let bookings = times(booking, &format!(
+        "SELECT id::text, {}, {} FROM bookings WHERE status = 'CONFIRMED' AND user_email LIKE '%@bench.example'",
+        epoch("created_at"), epoch("updated_at"))).await?;
+    let created_out = times(
+        booking,
+        &format!(
+            "SELECT payload->'data'->>'bookingId', {}, {} FROM outbox \
+         WHERE event_type = 'BookingCreated' AND published_at IS NOT NULL",
+            epoch("created_at"),
+            epoch("published_at")
+        ),
+    )
+    .await?;
+    let payments = times(
+        payment,
+        &format!(
+            "SELECT booking_id::text, {}, {} FROM payments",
+            epoch("created_at"),
+            epoch("updated_at")
+        ),
+    )
+    .await?;
+    let paid_out = times(payment, &format!(
+        "SELECT payload->'data'->>'bookingId', {}, {} FROM outbox WHERE published_at IS NOT NULL",
+        epoch("created_at"), epoch("published_at"))).await?;
+    let mut stages: Vec<(&'static str, Vec<f64>)> = vec![
+        ("booking insert -> BookingCreated acked", Vec::new()),
+        ("BookingCreated acked -> payment opened", Vec::new()),
+        ("payment opened -> charged and committed", Vec::new()),
+        ("payment committed -> PaymentSucceeded acked", Vec::new()),
+        ("PaymentSucceeded acked -> booking CONFIRMED", Vec::new()),
+    ];
+    for (id, (created, confirmed)) in &bookings {
+        let (Some(out), Some(pay), Some(paid)) =
+            (created_out.get(id), payments.get(id), paid_out.get(id))
+        else {
+            continue;
+        };
+        let points = [*created, out.1, pay.0, pay.1, paid.1, *confirmed];
+        for (i, stage) in stages.iter_mut().enumerate() {
+            stage.1.push((points[i + 1] - points[i]) * 1000.0);
+        }
+    }
+    Ok(stages)
+}
+
 #[tokio::main]
 async fn main() -> BenchResult<()> {
     let args = Args::parse();
@@ -254,6 +314,7 @@ async fn main() -> BenchResult<()> {
         "outbox WHERE published_at IS NOT NULL",
     )
     .await?;
+    let stages = saga_stages(booking.pool(), &payment_pool).await?;
     payment_pool.close().await;
 
     println!(
@@ -272,6 +333,14 @@ async fn main() -> BenchResult<()> {
     println!(
         "outbox lag       p99 {booking_lag_p99:8.2} ms (booking)   {payment_lag_p99:8.2} ms (payment)"
     );
+    for (stage, mut millis) in stages {
+        millis.sort_by(f64::total_cmp);
+        println!(
+            "  stage {stage:<44} p50 {:8.2} ms   p99 {:8.2} ms",
+            percentile(&millis, 50.0),
+            percentile(&millis, 99.0)
+        );
+    }
 
     // The floor: the same INSERT booking + INSERT outbox transaction, without HTTP, auth or
     // the user check, on the same database at the same concurrency (services stopped first).
