@@ -25,6 +25,16 @@ use tokio::task::JoinHandle;
 
 /// Connections of the PostgreSQL pool.
 const POOL_SIZE: u32 = 16;
+/// Events handled at once per consumer: commits wait on the disk, so overlapping them (group
+/// commit) is what lets the saga keep up; the pool bounds the database work.
+const CONSUMER_CONCURRENCY: usize = 32;
+
+fn consumer_config(stream: StreamKind) -> ConsumerConfig {
+    ConsumerConfig {
+        concurrency: CONSUMER_CONCURRENCY,
+        ..ConsumerConfig::new(CONSUMER_NAME, stream)
+    }
+}
 
 /// booking-service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +95,7 @@ impl Application {
         let payments = Consumer::new(
             jetstream.clone(),
             namespace.clone(),
-            ConsumerConfig::new(CONSUMER_NAME, StreamKind::Payments),
+            consumer_config(StreamKind::Payments),
             PgInbox::new(pool.clone(), CONSUMER_NAME, PaymentEvents),
             PgDeadLetters::new(pool.clone()),
             metrics.clone(),
@@ -93,7 +103,7 @@ impl Application {
         let users = Consumer::new(
             jetstream,
             namespace,
-            ConsumerConfig::new(CONSUMER_NAME, StreamKind::Users),
+            consumer_config(StreamKind::Users),
             PgInbox::new(pool.clone(), CONSUMER_NAME, UserEvents),
             PgDeadLetters::new(pool.clone()),
             metrics.clone(),

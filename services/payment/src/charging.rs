@@ -90,11 +90,9 @@ impl Charging {
     }
 
     async fn charge(&self, payment: &Payment) -> Result<ChargeResult, GatewayError> {
-        // The key names the attempt, so a redelivered event repeats the same charge request
-        // and the gateway answers it without taking the money twice.
         self.gateway
             .charge(&ChargeRequest {
-                idempotency_key: format!("{}:{}", payment.id, payment.attempts),
+                idempotency_key: idempotency_key(payment),
                 amount: payment.amount,
                 currency: payment.currency.clone(),
             })
@@ -233,6 +231,13 @@ impl Charging {
             )
             .await?)
     }
+}
+
+/// Names the attempt by booking (stable even if the payment row had to be opened again), so
+/// a redelivered event repeats the same charge request and the gateway answers it without
+/// taking the money twice.
+pub fn idempotency_key(payment: &Payment) -> String {
+    format!("{}:{}", payment.booking_id, payment.attempts)
 }
 
 fn mark(consumer: &str, envelope: &Envelope) -> InboxMark {

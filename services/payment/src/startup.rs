@@ -26,6 +26,16 @@ use tokio::task::JoinHandle;
 
 /// Connections of the PostgreSQL pool.
 const POOL_SIZE: u32 = 16;
+/// Events handled at once per consumer: commits wait on the disk, so overlapping them (group
+/// commit) is what lets the saga keep up; the pool bounds the database work.
+const CONSUMER_CONCURRENCY: usize = 32;
+
+fn consumer_config(stream: StreamKind) -> ConsumerConfig {
+    ConsumerConfig {
+        concurrency: CONSUMER_CONCURRENCY,
+        ..ConsumerConfig::new(CONSUMER_NAME, stream)
+    }
+}
 
 /// payment-service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +161,7 @@ impl Application {
         let bookings = Consumer::new(
             jetstream.clone(),
             config.namespace.clone(),
-            ConsumerConfig::new(CONSUMER_NAME, StreamKind::Bookings),
+            consumer_config(StreamKind::Bookings),
             BookingEvents::new(charging.clone()),
             StoreDeadLetters(store.clone()),
             metrics.clone(),
@@ -159,7 +169,7 @@ impl Application {
         let users = Consumer::new(
             jetstream.clone(),
             config.namespace.clone(),
-            ConsumerConfig::new(CONSUMER_NAME, StreamKind::Users),
+            consumer_config(StreamKind::Users),
             UserEvents::new(charging.clone()),
             StoreDeadLetters(store.clone()),
             metrics.clone(),

@@ -153,7 +153,7 @@ async fn a_crash_between_charge_and_commit_repeats_the_same_charge_request() {
     let first = t
         .gateway
         .charge(&ChargeRequest {
-            idempotency_key: format!("{}:{}", payment.id, payment.attempts),
+            idempotency_key: payment_service::charging::idempotency_key(&payment),
             amount: payment.amount,
             currency: payment.currency.clone(),
         })
