@@ -179,20 +179,21 @@ impl PostgresEngine {
         match owner {
             None => {
                 let statement = format!("CREATE DATABASE {database} OWNER {role}");
-                match sqlx::raw_sql(&statement).execute(&self.pool).await {
-                    Ok(_) => {}
-                    Err(e) if sql_state(&e).as_deref() == Some(DUPLICATE_DATABASE) => {
-                        return Ok(false);
-                    }
+                let created = match sqlx::raw_sql(&statement).execute(&self.pool).await {
+                    Ok(_) => true,
+                    // Created concurrently: still close PUBLIC access below; a wrong owner is
+                    // restored by the next pass, which finds the database.
+                    Err(e) if sql_state(&e).as_deref() == Some(DUPLICATE_DATABASE) => false,
                     Err(e) => return Err(command("creating the database")(e)),
-                }
-                // A new database lets PUBLIC connect; close that before anyone can use it.
+                };
+                // A new database lets PUBLIC connect; close that before anyone can use it. Should
+                // this be interrupted, `revoke_foreign_access` finds PUBLIC in the default ACL.
                 let statement = format!("REVOKE ALL ON DATABASE {database} FROM PUBLIC");
                 sqlx::raw_sql(&statement)
                     .execute(&self.pool)
                     .await
                     .map_err(command("revoking PUBLIC access to the database"))?;
-                Ok(true)
+                Ok(created)
             }
             Some(owner) if owner != names.role => {
                 let statement = format!("ALTER DATABASE {database} OWNER TO {role}");
@@ -211,7 +212,8 @@ impl PostgresEngine {
     }
 
     /// Revokes every database privilege held by anyone but the owner and the admin, and every
-    /// membership in the owner role.
+    /// membership in the owner role. A NULL `datacl` means the built-in default, which lets
+    /// PUBLIC connect, so it is read through `acldefault`.
     async fn revoke_foreign_access(
         &self,
         names: &ServerNames,
@@ -219,7 +221,7 @@ impl PostgresEngine {
     ) -> Result<(), EngineError> {
         let grantees: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END \
-             FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a \
+             FROM pg_database d CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a \
              WHERE d.datname = $1 AND a.grantee <> d.datdba",
         )
         .bind(&names.database)

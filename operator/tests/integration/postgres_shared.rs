@@ -162,6 +162,60 @@ async fn a_hand_granted_connect_is_revoked_by_the_next_reconcile() {
 }
 
 #[tokio::test]
+async fn a_database_created_before_an_interruption_gets_public_access_revoked() {
+    let h = Harness::start("silo-interrupted").await;
+    let name = silo_operator::names::derive_server_name(
+        h.ns(),
+        "interrupted",
+        silo_operator::names::POSTGRES_IDENTIFIER_LIMIT,
+    );
+    let bystander = format!("bystander_{}", silo_testenv::unique_suffix());
+    // As if an earlier reconcile stopped right after CREATE DATABASE: datacl is NULL, which
+    // lets PUBLIC, and so any login such as the bystander, connect.
+    let mut admin = admin_connection().await;
+    for statement in [
+        format!("CREATE ROLE \"{name}\" LOGIN"),
+        format!("CREATE DATABASE \"{name}\" OWNER \"{name}\""),
+        format!("CREATE ROLE \"{bystander}\" LOGIN"),
+    ] {
+        sqlx::raw_sql(&statement).execute(&mut admin).await.unwrap();
+    }
+    let bystander_connects = "SELECT has_database_privilege($1, $2, 'CONNECT')";
+    let before: bool = sqlx::query_scalar(bystander_connects)
+        .bind(&bystander)
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(before, "a fresh database lets every login connect");
+
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("interrupted")
+            .deletion(DeletionPolicy::Delete)
+            .build("interrupted"),
+    )
+    .await;
+    let db = h
+        .wait_condition("interrupted", "AccessVerified", "True")
+        .await;
+    assert_eq!(names_of(&db), (name.clone(), name.clone()));
+    let after: bool = sqlx::query_scalar(bystander_connects)
+        .bind(&bystander)
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(!after, "PUBLIC's CONNECT was revoked");
+    h.wait_ready("interrupted").await;
+    h.finish().await;
+    sqlx::raw_sql(&format!("DROP ROLE \"{bystander}\""))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn rotation_sets_a_new_password_and_the_old_one_stops_working() {
     let h = Harness::start("silo-rotate").await;
     h.create(
