@@ -71,6 +71,14 @@ pub fn decide(
     }
 }
 
+/// How long the next renewal may take: what is left of `renew_deadline` since the last
+/// successful one, or `None` when nothing is left and the leader must step down.
+pub fn renewal_budget(renew_deadline: Duration, since_last_renewal: Duration) -> Option<Duration> {
+    renew_deadline
+        .checked_sub(since_last_renewal)
+        .filter(|left| !left.is_zero())
+}
+
 /// One candidate in an election.
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -186,17 +194,28 @@ impl LeaderElector {
     }
 
     /// Renews until a renewal has not succeeded for `renew_deadline`; returns when leadership is lost.
+    ///
+    /// Each attempt is bounded by what is left of the deadline: the client has no read timeout,
+    /// so a request to an API server that stopped answering would otherwise never return and
+    /// this replica would keep acting after a standby took over.
     pub async fn hold(&self) {
-        let mut last_renewal = Instant::now();
+        let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.config.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = Instant::now(),
-                Ok(false) => return,
-                Err(e) => tracing::warn!(error = %e, "cannot renew the leader Lease"),
-            }
-            if last_renewal.elapsed() >= self.config.renew_deadline {
+            let Some(budget) = renewal_budget(self.config.renew_deadline, last_renewal.elapsed())
+            else {
                 return;
+            };
+            match tokio::time::timeout(budget, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_renewal = tokio::time::Instant::now(),
+                Ok(Ok(false)) => return,
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew the leader Lease"),
+                Err(_) => {
+                    tracing::warn!(
+                        "renewing the leader Lease did not finish within the renew deadline"
+                    );
+                    return;
+                }
             }
         }
     }
@@ -254,6 +273,41 @@ mod tests {
     #[test]
     fn an_expired_lease_of_another_is_taken_over() {
         assert_eq!(decide(Some("b"), "a", LEASE, LEASE), Decision::Acquire);
+    }
+
+    #[test]
+    fn a_renewal_may_use_only_what_is_left_of_the_deadline() {
+        let deadline = Duration::from_secs(10);
+        assert_eq!(
+            renewal_budget(deadline, Duration::from_secs(4)),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(renewal_budget(deadline, Duration::ZERO), Some(deadline));
+    }
+
+    #[test]
+    fn a_leader_past_its_renew_deadline_steps_down() {
+        let deadline = Duration::from_secs(10);
+        assert_eq!(renewal_budget(deadline, deadline), None);
+        assert_eq!(renewal_budget(deadline, Duration::from_secs(11)), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_that_never_gets_an_answer_ends_leadership() {
+        use axum::http::{Request, Response};
+        use kube::client::Body;
+        // The API server accepts the request and never answers.
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let elector = LeaderElector::new(
+            Client::new(service, "default"),
+            ElectionConfig::new("default", "silo-operator", "me"),
+        );
+        let started = tokio::time::Instant::now();
+        let held = tokio::time::timeout(Duration::from_secs(300), elector.hold()).await;
+        assert!(held.is_ok(), "hold() kept waiting on a hung renewal");
+        // Virtual time (the clock is paused), so this is exact, not a timing measurement.
+        let config = elector.config();
+        assert!(started.elapsed() <= config.retry_period + config.renew_deadline);
     }
 
     #[test]
