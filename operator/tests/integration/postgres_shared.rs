@@ -246,10 +246,26 @@ async fn rotation_sets_a_new_password_and_the_old_one_stops_working() {
         .close()
         .await
         .unwrap();
-    let after = h.wait_ready("rotating").await;
-    let (before_status, after_status) = (before.status.unwrap(), after.status.unwrap());
-    assert_eq!(after_status.rotation_token.as_deref(), Some("2026-11-24"));
-    assert_ne!(after_status.last_rotation, before_status.last_rotation);
+    // The Secret is written before the status: wait for the status of the rotation itself, not
+    // for Ready, which was already True before it.
+    let api = h.databases();
+    let after_status = eventually("the status to record the rotation", || async {
+        let status = api.get("rotating").await.ok()?.status?;
+        (status.rotation_token.as_deref() == Some("2026-11-24")).then_some(status)
+    })
+    .await;
+    assert!(
+        after_status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True"),
+        "{:?}",
+        after_status.conditions
+    );
+    assert_ne!(
+        after_status.last_rotation,
+        before.status.unwrap().last_rotation
+    );
     h.finish().await;
 }
 
