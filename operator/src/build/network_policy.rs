@@ -14,10 +14,14 @@ pub struct AllowedClient {
     pub owner: String,
 }
 
-/// Label every namespace carries with its own name (Kubernetes 1.21+ sets it automatically).
+/// Label every namespace carries with its own name (Kubernetes 1.21+ sets it automatically;
+/// older clusters need it set by hand, see docs/operator.md).
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Ingress to the engine port only from `clients` and from the operator's namespace.
+///
+/// A client in the server's own namespace (always so for a dedicated server) is matched by a
+/// pod selector alone, which needs no namespace label and so works on every Kubernetes version.
 pub fn network_policy(
     workload: &Workload,
     clients: &[AllowedClient],
@@ -29,10 +33,15 @@ pub fn network_policy(
     let mut peers: Vec<serde_json::Value> = clients
         .iter()
         .map(|client| {
-            json!({
-                "namespaceSelector": { "matchLabels": { NAMESPACE_NAME_LABEL: client.namespace } },
-                "podSelector": { "matchLabels": { SERVICE_LABEL: client.owner } },
-            })
+            let pods = json!({ "matchLabels": { SERVICE_LABEL: client.owner } });
+            if client.namespace == workload.namespace {
+                json!({ "podSelector": pods })
+            } else {
+                json!({
+                    "namespaceSelector": { "matchLabels": { NAMESPACE_NAME_LABEL: client.namespace } },
+                    "podSelector": pods,
+                })
+            }
         })
         .collect();
     peers.push(json!({
@@ -114,5 +123,32 @@ mod tests {
         assert_eq!(owner_of(0), "booking");
         assert_eq!(owner_of(1), "payment");
         assert!(from[2].pod_selector.is_none());
+    }
+
+    #[test]
+    fn only_clients_of_other_namespaces_are_matched_by_namespace_label() {
+        let server: DatabaseServer = load("managed-postgres.server.yaml");
+        let spec = server.spec.managed.clone().unwrap();
+        let workload = Workload::managed(&server, &spec).unwrap();
+        let local = AllowedClient {
+            namespace: workload.namespace.clone(),
+            owner: "booking".into(),
+        };
+        let remote = AllowedClient {
+            namespace: format!("{}-other", workload.namespace),
+            owner: "payment".into(),
+        };
+        let built = network_policy(&workload, &[local, remote.clone()], "silo-system").unwrap();
+        let from = built.spec.unwrap().ingress.unwrap()[0]
+            .from
+            .clone()
+            .unwrap();
+        assert!(from[0].namespace_selector.is_none(), "{:?}", from[0]);
+        let remote_namespace = from[1]
+            .namespace_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .map(|labels| labels[NAMESPACE_NAME_LABEL].clone());
+        assert_eq!(remote_namespace, Some(remote.namespace));
     }
 }
