@@ -133,8 +133,8 @@ async fn saga_stages(
     let mut stages: Vec<(&'static str, Vec<f64>)> = vec![
         ("booking insert -> BookingCreated acked", Vec::new()),
         ("BookingCreated acked -> payment opened", Vec::new()),
-        ("payment opened -> charged and committed", Vec::new()),
-        ("payment committed -> PaymentSucceeded acked", Vec::new()),
+        ("payment opened -> charged, outcome committed", Vec::new()),
+        ("outcome committed -> PaymentSucceeded acked", Vec::new()),
         ("PaymentSucceeded acked -> booking CONFIRMED", Vec::new()),
     ];
     for (id, (created, confirmed)) in &bookings {
@@ -143,7 +143,8 @@ async fn saga_stages(
         else {
             continue;
         };
-        let points = [*created, out.1, pay.0, pay.1, paid.1, *confirmed];
+        // payments.updated_at moves again later (booking fate), so the outcome's outbox time is used.
+        let points = [*created, out.1, pay.0, paid.0, paid.1, *confirmed];
         for (i, stage) in stages.iter_mut().enumerate() {
             stage.1.push((points[i + 1] - points[i]) * 1000.0);
         }
