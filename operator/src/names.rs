@@ -2,7 +2,8 @@
 //!
 //! Kubernetes names may hold `-` and `.`, which most engines reject unquoted and which collapse
 //! to the same `_` here; a short hash of the exact original keeps two different resources from
-//! ever deriving the same server name.
+//! ever deriving the same server name. PostgreSQL reserves role names starting with `pg_`, so
+//! such a name (namespace `pg`, or one starting `pg-`) gets a `silo_` prefix and the hash.
 
 use sha2::{Digest, Sha256};
 
@@ -12,9 +13,14 @@ pub const POSTGRES_IDENTIFIER_LIMIT: usize = 63;
 pub const MONGODB_DATABASE_LIMIT: usize = 63;
 
 const HASH_HEX_LEN: usize = 8;
+/// Role names PostgreSQL keeps for itself (CREATE ROLE fails with 42939).
+const RESERVED_PREFIX: &str = "pg_";
+/// Put in front of a name that would start with [`RESERVED_PREFIX`].
+const RESERVED_ESCAPE: &str = "silo_";
 
 /// Derives `<namespace>_<name>` lower-cased to `[a-z0-9_]`, at most `limit` bytes; a `_<hash>`
-/// suffix is added whenever characters were replaced or the result had to be cut.
+/// suffix is added whenever characters were replaced, the result had to be cut, or it had to be
+/// prefixed because it started with the reserved `pg_`.
 pub fn derive_server_name(namespace: &str, name: &str, limit: usize) -> String {
     let original = format!("{namespace}_{name}");
     let mut lossy = false;
@@ -33,7 +39,13 @@ pub fn derive_server_name(namespace: &str, name: &str, limit: usize) -> String {
             }
         })
         .collect();
-    if !lossy && sanitized.len() <= limit {
+    let reserved = sanitized.starts_with(RESERVED_PREFIX);
+    let sanitized = if reserved {
+        format!("{RESERVED_ESCAPE}{sanitized}")
+    } else {
+        sanitized
+    };
+    if !lossy && !reserved && sanitized.len() <= limit {
         return sanitized;
     }
     // The hash covers namespace and name separately ('/' cannot occur in either), so
@@ -108,6 +120,30 @@ mod tests {
         );
         let unicode = derive_server_name("shop", "bücher'", POSTGRES_IDENTIFIER_LIMIT);
         assert!(is_safe(&unicode), "{unicode}");
+    }
+
+    #[test]
+    fn names_postgres_reserves_are_prefixed_and_hashed() {
+        let name = derive_server_name("pg", "x", POSTGRES_IDENTIFIER_LIMIT);
+        assert!(!name.starts_with("pg_"), "{name}");
+        assert!(name.starts_with("silo_pg_x_"), "{name}");
+        assert_eq!(name.len(), "silo_pg_x_".len() + 8);
+        // Distinct from what namespace `silo` with name `pg_x` would get.
+        assert_ne!(
+            name,
+            derive_server_name("silo", "pg_x", POSTGRES_IDENTIFIER_LIMIT)
+        );
+        let long = derive_server_name("pg-team", &"n".repeat(253), POSTGRES_IDENTIFIER_LIMIT);
+        assert!(long.starts_with("silo_pg_team_"), "{long}");
+        assert_eq!(long.len(), POSTGRES_IDENTIFIER_LIMIT);
+    }
+
+    #[test]
+    fn names_merely_containing_pg_are_kept() {
+        assert_eq!(
+            derive_server_name("shop", "pg_stats", POSTGRES_IDENTIFIER_LIMIT),
+            "shop_pg_stats"
+        );
     }
 
     #[test]

@@ -216,6 +216,24 @@ async fn a_database_created_before_an_interruption_gets_public_access_revoked() 
 }
 
 #[tokio::test]
+async fn a_namespace_named_like_a_reserved_role_prefix_still_gets_a_database() {
+    // The namespace is `pg-<suffix>`: a plain derivation would give role `pg_...`, which
+    // PostgreSQL refuses to create.
+    let h = Harness::start("pg").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("reserved")
+            .deletion(DeletionPolicy::Delete)
+            .build("reserved"),
+    )
+    .await;
+    let (role, database) = names_of(&h.wait_ready("reserved").await);
+    assert!(!role.starts_with("pg_"), "{role}");
+    assert_eq!(count_on_server(&role, &database).await, (1, 1));
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn rotation_sets_a_new_password_and_the_old_one_stops_working() {
     let h = Harness::start("silo-rotate").await;
     h.create(
