@@ -11,8 +11,8 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// The parts of a service's login.
-#[derive(Clone, Debug)]
+/// The parts of a service's login; its `Debug` leaves the password out.
+#[derive(Clone)]
 pub struct LoginParts<'a> {
     /// Engine the URI is for.
     pub engine: Engine,
@@ -28,6 +28,20 @@ pub struct LoginParts<'a> {
     pub database: &'a str,
     /// TLS mode of the server.
     pub tls: TlsMode,
+}
+
+impl std::fmt::Debug for LoginParts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginParts")
+            .field("engine", &self.engine)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 fn encode(text: &str) -> String {
@@ -116,6 +130,16 @@ mod tests {
             database: "shop_users",
             tls: TlsMode::Disable,
         }
+    }
+
+    #[test]
+    fn debug_output_leaves_the_password_out() {
+        let shown = format!("{:?}", parts(Engine::Postgres, "s3cret-value"));
+        assert!(!shown.contains("s3cret-value"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("shop_users"),
+            "{shown}"
+        );
     }
 
     #[test]

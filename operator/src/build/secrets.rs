@@ -51,6 +51,7 @@ pub fn admin_secret(
 }
 
 /// What the credentials Secret of a `Database` is made of.
+// Debug is safe to derive: the only secret, `login.password`, is redacted by `LoginParts`.
 #[derive(Debug)]
 pub struct CredentialsSecretInput<'a> {
     /// Secret name.
@@ -143,6 +144,30 @@ mod tests {
         })
         .unwrap();
         assert_matches(&secret, "shared-postgres.credentials-secret.yaml");
+    }
+
+    #[test]
+    fn debug_output_of_the_input_leaves_the_password_out() {
+        let owner_reference = OwnerReference::default();
+        let input = CredentialsSecretInput {
+            name: "users-db",
+            namespace: "shop",
+            database_resource: "users",
+            owner: "user-service",
+            owner_reference: &owner_reference,
+            login: LoginParts {
+                engine: Engine::Postgres,
+                username: "shop_users",
+                password: "s3cret-value",
+                host: "pg.example.com",
+                port: 5432,
+                database: "shop_users",
+                tls: TlsMode::Require,
+            },
+        };
+        let shown = format!("{input:?}");
+        assert!(!shown.contains("s3cret-value"), "{shown}");
+        assert!(shown.contains("users-db"), "{shown}");
     }
 
     #[test]
