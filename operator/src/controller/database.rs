@@ -19,7 +19,9 @@ use crate::build::{AllowedClient, CredentialsSecretInput, Workload, credentials_
 use crate::crd::{
     Database, DatabaseServer, DatabaseStatus, DeletionPolicy, Endpoint, Engine, TlsMode,
 };
-use crate::engine::{AdminConnection, AnyEngine, Engine as _, ProvisionReport, ServerNames};
+use crate::engine::{
+    AdminConnection, AnyEngine, Engine as _, EngineError, ProvisionReport, ServerNames,
+};
 use crate::error::Error;
 use crate::metrics::Phase;
 use crate::names::{MONGODB_DATABASE_LIMIT, POSTGRES_IDENTIFIER_LIMIT, derive_server_name};
@@ -111,17 +113,26 @@ async fn apply_database(
         }
         Err(error) => {
             let prior = status.conditions.clone();
-            upsert(
-                &mut status.conditions,
-                condition(
-                    &prior,
-                    types::READY,
-                    false,
-                    error.reason(),
-                    error.to_string(),
-                    generation,
-                ),
-            );
+            let mut failed = vec![types::READY];
+            if matches!(
+                error,
+                Error::Engine(EngineError::AdminConnect(_) | EngineError::LoginFailed(_))
+            ) {
+                failed.push(types::SERVER_READY);
+            }
+            for type_ in failed {
+                upsert(
+                    &mut status.conditions,
+                    condition(
+                        &prior,
+                        type_,
+                        false,
+                        error.reason(),
+                        error.to_string(),
+                        generation,
+                    ),
+                );
+            }
             status.observed_generation = generation;
             if let Err(e) = apply_status(api, &db.name_any(), &status).await {
                 tracing::warn!(error = %e, "cannot write Database status");
@@ -387,13 +398,6 @@ async fn provision(
             return Ok(Outcome::Waiting);
         }
     };
-    set(
-        status,
-        types::SERVER_READY,
-        true,
-        "ServerReady",
-        "the server is reachable".into(),
-    );
 
     // Record what this database is bound to before anything exists on the server, so that an
     // interrupted pass resumes with the same names.
@@ -418,6 +422,14 @@ async fn provision(
         .engine
         .provision(&names, &password, set_password)
         .await?;
+    // Only now is it known that the server answers and accepts the admin login.
+    set(
+        status,
+        types::SERVER_READY,
+        true,
+        "ServerReady",
+        "the operator connected to the server as its administrator".into(),
+    );
     set(
         status,
         types::PROVISIONED,

@@ -339,9 +339,15 @@ fn sql_state(error: &sqlx::Error) -> Option<String> {
     }
 }
 
+/// SQLSTATE class 28, invalid authorization: the server refused the admin login itself.
+const INVALID_AUTHORIZATION_CLASS: &str = "28";
+
 fn command(action: &'static str) -> impl Fn(sqlx::Error) -> EngineError {
     move |e| match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            EngineError::AdminConnect(e.to_string())
+        }
+        _ if sql_state(&e).is_some_and(|s| s.starts_with(INVALID_AUTHORIZATION_CLASS)) => {
             EngineError::AdminConnect(e.to_string())
         }
         other => EngineError::Command {

@@ -234,6 +234,51 @@ async fn a_namespace_named_like_a_reserved_role_prefix_still_gets_a_database() {
 }
 
 #[tokio::test]
+async fn server_ready_stays_false_until_the_admin_login_is_accepted() {
+    let h = Harness::start("silo-badadmin").await;
+    let secrets =
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), h.ns());
+    let set_admin_password = |password: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch(
+                    "pg-admin",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "stringData": { "password": password } })),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let good = h.secret("pg-admin").await["password"].clone();
+    let wrong = format!("wrong-{}", silo_testenv::unique_suffix());
+    set_admin_password(wrong.clone()).await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("refused")
+            .build("refused"),
+    )
+    .await;
+    let db = h.wait_condition("refused", "ServerReady", "False").await;
+    let server_ready = db
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "ServerReady")
+        .unwrap();
+    assert_eq!(server_ready.reason, "ServerUnreachable");
+    assert!(!server_ready.message.contains(&wrong), "password leaked");
+
+    set_admin_password(good).await;
+    nudge(&h.databases(), "refused", "test.silo.dev/nudge", "1").await;
+    h.wait_condition("refused", "ServerReady", "True").await;
+    h.wait_ready("refused").await;
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn rotation_sets_a_new_password_and_the_old_one_stops_working() {
     let h = Harness::start("silo-rotate").await;
     h.create(
