@@ -10,6 +10,14 @@ pub enum Error {
     /// The spec cannot be acted on until the user changes it; the message names the field.
     #[error("{0}")]
     InvalidSpec(String),
+    /// The credentials Secret's name is taken by a Secret of someone else; resolves when that
+    /// Secret goes away, so it is retried.
+    #[error("{0}")]
+    SecretConflict(String),
+    /// The referenced server runs another engine; resolves if the server is recreated, so it
+    /// is retried.
+    #[error("{0}")]
+    EngineMismatch(String),
     /// The referenced `DatabaseServer` does not exist.
     #[error("DatabaseServer {0} does not exist")]
     ServerNotFound(String),
@@ -38,6 +46,8 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::InvalidSpec(_) => "InvalidSpec",
+            Error::SecretConflict(_) => "SecretConflict",
+            Error::EngineMismatch(_) => "EngineMismatch",
             Error::ServerNotFound(_) => "ServerNotFound",
             Error::ServerNotReady(_) => "ServerNotReady",
             Error::AdminSecret(_) => "AdminSecret",
@@ -51,6 +61,13 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether only a change of the spec can fix this, so retrying is pointless.
+    pub fn needs_spec_change(&self) -> bool {
+        matches!(self, Error::InvalidSpec(_))
+    }
+}
+
 impl From<kube::runtime::finalizer::Error<Error>> for Error {
     fn from(error: kube::runtime::finalizer::Error<Error>) -> Self {
         use kube::runtime::finalizer::Error as F;
@@ -58,5 +75,21 @@ impl From<kube::runtime::finalizer::Error<Error>> for Error {
             F::ApplyFailed(e) | F::CleanupFailed(e) => e,
             other => Error::Finalizer(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_that_resolve_without_a_spec_change_are_retried_under_their_own_reason() {
+        let conflict = Error::SecretConflict("Secret users-db is taken".into());
+        let mismatch = Error::EngineMismatch("server runs mongodb".into());
+        assert_eq!(conflict.reason(), "SecretConflict");
+        assert_eq!(mismatch.reason(), "EngineMismatch");
+        assert!(!conflict.needs_spec_change());
+        assert!(!mismatch.needs_spec_change());
+        assert!(Error::InvalidSpec("spec.owner".into()).needs_spec_change());
     }
 }

@@ -213,7 +213,7 @@ async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<Serv
         .await?
         .ok_or_else(|| Error::ServerNotFound(name.to_string()))?;
     if server.spec.engine != engine {
-        return Err(Error::InvalidSpec(format!(
+        return Err(Error::EngineMismatch(format!(
             "spec.engine is {} but DatabaseServer {name} runs {}; use a server of the same engine",
             engine.as_str(),
             server.spec.engine.as_str()
@@ -365,7 +365,7 @@ async fn current_password(
         .flatten()
         .any(|r| Some(&r.uid) == db.metadata.uid.as_ref());
     if !ours {
-        return Err(Error::InvalidSpec(format!(
+        return Err(Error::SecretConflict(format!(
             "spec.credentials.secretName: Secret {secret_name} already exists and does not belong to this Database; choose another name or delete that Secret"
         )));
     }

@@ -169,9 +169,10 @@ fn error_policy<K>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
 where
     K: Resource<DynamicType = ()>,
 {
-    match error {
-        Error::InvalidSpec(_) => Action::await_change(),
-        _ => Action::requeue(ctx.next_backoff(&object_key(obj.as_ref()))),
+    if error.needs_spec_change() {
+        Action::await_change()
+    } else {
+        Action::requeue(ctx.next_backoff(&object_key(obj.as_ref())))
     }
 }
 

@@ -279,6 +279,53 @@ async fn server_ready_stays_false_until_the_admin_login_is_accepted() {
 }
 
 #[tokio::test]
+async fn a_taken_secret_name_is_retried_and_provisions_once_the_secret_is_gone() {
+    let h = Harness::start("silo-taken").await;
+    let secrets =
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), h.ns());
+    let foreign: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": "taken-db" },
+        "stringData": { "note": "not Silo's" },
+    }))
+    .unwrap();
+    secrets
+        .create(&kube::api::PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("taken")
+            .deletion(DeletionPolicy::Delete)
+            .build("taken"),
+    )
+    .await;
+    let db = h.wait_condition("taken", "Ready", "False").await;
+    let ready = db
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "SecretConflict");
+    assert!(
+        ready.message.contains("spec.credentials.secretName"),
+        "{}",
+        ready.message
+    );
+
+    // No change to the Database: the retry finds the name free.
+    secrets
+        .delete("taken-db", &Default::default())
+        .await
+        .unwrap();
+    h.wait_ready("taken").await;
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn rotation_sets_a_new_password_and_the_old_one_stops_working() {
     let h = Harness::start("silo-rotate").await;
     h.create(
