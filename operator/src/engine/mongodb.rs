@@ -130,11 +130,10 @@ impl MongoEngine {
             };
             let name = user.get_str("user").unwrap_or_default().to_string();
             let user_db = user.get_str("db").unwrap_or_default().to_string();
-            let is_owner = name == names.role && user_db == names.database;
-            let is_admin = name == self.admin.username;
-            if is_owner || is_admin {
+            if exempt_from_access_check(&name, &user_db, names, &self.admin.username) {
                 continue;
             }
+            let mut holds_cluster_wide = false;
             let mut to_revoke = Vec::new();
             for role in user.get_array("roles").into_iter().flatten() {
                 let Some(role) = role.as_document() else {
@@ -143,6 +142,8 @@ impl MongoEngine {
                 let role_name = role.get_str("role").unwrap_or_default();
                 let role_db = role.get_str("db").unwrap_or_default();
                 if CLUSTER_WIDE_ROLES.contains(&role_name) {
+                    // Not revoked (it may be another administrator), but measured below.
+                    holds_cluster_wide = true;
                     continue;
                 }
                 if role_db == names.database
@@ -153,18 +154,20 @@ impl MongoEngine {
                     to_revoke.push(doc! { "role": role_name, "db": role_db });
                 }
             }
-            if to_revoke.is_empty() {
+            if to_revoke.is_empty() && !holds_cluster_wide {
                 continue;
             }
-            let revoked = to_revoke.len();
-            self.client
-                .database(&user_db)
-                .run_command(doc! { "revokeRolesFromUser": &name, "roles": to_revoke })
-                .await
-                .map_err(command("revoking a role from a user"))?;
-            report.repaired.push(format!(
-                "revoked {revoked} role(s) reaching the database from user {user_db}.{name}"
-            ));
+            if !to_revoke.is_empty() {
+                let revoked = to_revoke.len();
+                self.client
+                    .database(&user_db)
+                    .run_command(doc! { "revokeRolesFromUser": &name, "roles": to_revoke })
+                    .await
+                    .map_err(command("revoking a role from a user"))?;
+                report.repaired.push(format!(
+                    "revoked {revoked} role(s) reaching the database from user {user_db}.{name}"
+                ));
+            }
             if self
                 .role_reaches_user(&name, &user_db, &names.database)
                 .await?
@@ -230,6 +233,19 @@ impl MongoEngine {
 
 /// Whether any privilege in the `key` array of the first entry of `users`/`roles` names `database`
 /// (or every database, `db: ""`).
+/// Whether `user`@`user_db` is left out of the foreign-access check: only the service's own
+/// user and the configured administrator (authenticating against `admin`) are.
+fn exempt_from_access_check(
+    user: &str,
+    user_db: &str,
+    names: &ServerNames,
+    admin_username: &str,
+) -> bool {
+    let is_owner = user == names.role && user_db == names.database;
+    let is_admin = user == admin_username && user_db == ADMIN_DATABASE;
+    is_owner || is_admin
+}
+
 fn privileges_reach(reply: &Document, key: &str, database: &str) -> bool {
     let entries = reply
         .get_array("roles")
@@ -345,6 +361,36 @@ impl Engine for MongoEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_owner_and_the_configured_admin_are_exempt_from_the_access_check() {
+        let names = ServerNames {
+            database: "shop_users".into(),
+            role: "shop_users".into(),
+        };
+        assert!(exempt_from_access_check(
+            "shop_users",
+            "shop_users",
+            &names,
+            "root"
+        ));
+        assert!(exempt_from_access_check("root", "admin", &names, "root"));
+        // A user of the admin's name defined in another database is someone else.
+        assert!(!exempt_from_access_check(
+            "root",
+            "shop_orders",
+            &names,
+            "root"
+        ));
+        // Another administrator is measured like everyone else.
+        assert!(!exempt_from_access_check("ops", "admin", &names, "root"));
+        assert!(!exempt_from_access_check(
+            "shop_users",
+            "admin",
+            &names,
+            "root"
+        ));
+    }
 
     #[test]
     fn privileges_on_the_database_or_on_every_database_count_as_reaching_it() {
