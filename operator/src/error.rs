@@ -53,6 +53,7 @@ impl Error {
             Error::AdminSecret(_) => "AdminSecret",
             Error::Engine(EngineError::AdminConnect(_)) => "ServerUnreachable",
             Error::Engine(EngineError::LoginFailed(_)) => "LoginFailed",
+            Error::Engine(EngineError::NameTaken(_)) => "NameTaken",
             Error::Engine(_) => "EngineError",
             Error::Kube(_) => "KubeError",
             Error::Serialization(_) => "SerializationError",

@@ -204,7 +204,13 @@ fn server_names(db: &Database, status: &DatabaseStatus) -> ServerNames {
             .clone()
             .unwrap_or_else(|| derived.clone()),
         role: status.role_name.clone().unwrap_or(derived),
+        marker: ownership_marker(db),
     }
+}
+
+/// The comment Silo puts on what it creates for `db`, so that it never adopts anything else.
+fn ownership_marker(db: &Database) -> String {
+    format!("silo:{}", db.metadata.uid.as_deref().unwrap_or_default())
 }
 
 async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<ServerState, Error> {
@@ -648,7 +654,11 @@ async fn deprovision(
             "deletionPolicy Retain: database {database} and role {role} are kept on the server"
         )));
     }
-    let names = ServerNames { database, role };
+    let names = ServerNames {
+        database,
+        role,
+        marker: ownership_marker(db),
+    };
     match status.bound_server.as_deref() {
         Some(bound) if bound.starts_with("serverRef/") => {
             let server = bound.trim_start_matches("serverRef/");

@@ -33,6 +33,8 @@ pub struct ServerNames {
     pub database: String,
     /// Role (PostgreSQL) or user (MongoDB) name.
     pub role: String,
+    /// `silo:<uid of the Database>`, the comment that marks what Silo created for it.
+    pub marker: String,
 }
 
 /// What one provisioning pass did and measured.
@@ -74,6 +76,9 @@ pub enum EngineError {
     /// A name cannot be expressed safely.
     #[error("invalid identifier: {0}")]
     InvalidIdentifier(#[from] sql_quote::NulCharacter),
+    /// The role or database exists but was not created by Silo for this `Database`.
+    #[error("{0}")]
+    NameTaken(String),
     /// The role could not log in even after its password was reset.
     #[error("the role cannot log in with its credentials: {0}")]
     LoginFailed(String),

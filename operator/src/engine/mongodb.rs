@@ -367,6 +367,7 @@ mod tests {
         let names = ServerNames {
             database: "shop_users".into(),
             role: "shop_users".into(),
+            marker: "silo:uid".into(),
         };
         assert!(exempt_from_access_check(
             "shop_users",

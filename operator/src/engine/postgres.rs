@@ -95,7 +95,8 @@ impl PostgresEngine {
 
     async fn role_exists(&self, role: &str) -> Result<Option<RoleFlags>, EngineError> {
         let row = sqlx::query(
-            "SELECT rolcanlogin, rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls AS elevated \
+            "SELECT rolcanlogin, rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls AS elevated, \
+             shobj_description(oid, 'pg_authid') AS comment \
              FROM pg_roles WHERE rolname = $1",
         )
         .bind(role)
@@ -105,6 +106,7 @@ impl PostgresEngine {
         Ok(row.map(|r| RoleFlags {
             can_login: r.get("rolcanlogin"),
             elevated: r.get("elevated"),
+            comment: r.get("comment"),
         }))
     }
 
@@ -124,23 +126,43 @@ impl PostgresEngine {
     /// Creates the role with `password` unless it exists; returns whether it created it.
     async fn ensure_role(
         &self,
-        role: &str,
+        names: &ServerNames,
         password: &Password,
         report: &mut ProvisionReport,
     ) -> Result<bool, EngineError> {
+        let role = names.role.as_str();
         match self.role_exists(role).await? {
             None => {
+                // One simple-query string runs as one transaction: the role never exists unmarked.
                 let statement = format!(
-                    "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}",
-                    quote_ident(role)?,
-                    quote_literal(&scram::verifier(password.expose()))?
+                    "CREATE ROLE {role_ident} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}; \
+                     COMMENT ON ROLE {role_ident} IS {}",
+                    quote_literal(&scram::verifier(password.expose()))?,
+                    quote_literal(&names.marker)?,
+                    role_ident = quote_ident(role)?,
                 );
                 match sqlx::raw_sql(&statement).execute(&self.pool).await {
                     Ok(_) => Ok(true),
-                    // Created concurrently (an earlier, interrupted reconcile): it exists now.
-                    Err(e) if sql_state(&e).as_deref() == Some(DUPLICATE_OBJECT) => Ok(false),
+                    // Created concurrently: ours only if it carries this Database's marker.
+                    Err(e) if sql_state(&e).as_deref() == Some(DUPLICATE_OBJECT) => {
+                        let marked = self.role_exists(role).await?.is_some_and(|flags| {
+                            flags.comment.as_deref() == Some(names.marker.as_str())
+                        });
+                        if marked {
+                            Ok(false)
+                        } else {
+                            Err(EngineError::NameTaken(format!(
+                                "role {role} was created concurrently by someone else"
+                            )))
+                        }
+                    }
                     Err(e) => Err(command("creating the role")(e)),
                 }
+            }
+            Some(flags) if flags.comment.as_deref() != Some(names.marker.as_str()) => {
+                Err(EngineError::NameTaken(format!(
+                    "role {role} already exists and was not created by Silo for this Database; drop or rename it, or rename the Database"
+                )))
             }
             Some(flags) => {
                 if !flags.can_login || flags.elevated {
@@ -167,8 +189,9 @@ impl PostgresEngine {
         names: &ServerNames,
         report: &mut ProvisionReport,
     ) -> Result<bool, EngineError> {
-        let owner: Option<String> = sqlx::query_scalar(
-            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+        let found: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT pg_get_userbyid(datdba)::text, shobj_description(oid, 'pg_database') \
+             FROM pg_database WHERE datname = $1",
         )
         .bind(&names.database)
         .fetch_optional(&self.pool)
@@ -176,6 +199,31 @@ impl PostgresEngine {
         .map_err(command("reading the database"))?;
         let database = quote_ident(&names.database)?;
         let role = quote_ident(&names.role)?;
+        let mark = format!(
+            "COMMENT ON DATABASE {database} IS {}",
+            quote_literal(&names.marker)?
+        );
+        let owner = match found {
+            None => None,
+            Some((owner, comment)) if comment.as_deref() == Some(names.marker.as_str()) => {
+                Some(owner)
+            }
+            // CREATE DATABASE cannot share a transaction with COMMENT: a pass interrupted in
+            // between leaves it unmarked but owned by this Database's (marked) role.
+            Some((owner, None)) if owner == names.role => {
+                sqlx::raw_sql(&mark)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(command("marking the database"))?;
+                Some(owner)
+            }
+            Some(_) => {
+                return Err(EngineError::NameTaken(format!(
+                    "database {} already exists and was not created by Silo for this Database; drop or rename it, or rename the Database",
+                    names.database
+                )));
+            }
+        };
         match owner {
             None => {
                 let statement = format!("CREATE DATABASE {database} OWNER {role}");
@@ -186,6 +234,12 @@ impl PostgresEngine {
                     Err(e) if sql_state(&e).as_deref() == Some(DUPLICATE_DATABASE) => false,
                     Err(e) => return Err(command("creating the database")(e)),
                 };
+                if created {
+                    sqlx::raw_sql(&mark)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(command("marking the database"))?;
+                }
                 // A new database lets PUBLIC connect; close that before anyone can use it. Should
                 // this be interrupted, `revoke_foreign_access` finds PUBLIC in the default ACL.
                 let statement = format!("REVOKE ALL ON DATABASE {database} FROM PUBLIC");
@@ -330,6 +384,7 @@ impl PostgresEngine {
 struct RoleFlags {
     can_login: bool,
     elevated: bool,
+    comment: Option<String>,
 }
 
 fn sql_state(error: &sqlx::Error) -> Option<String> {
@@ -372,7 +427,7 @@ impl Engine for PostgresEngine {
         set_password: bool,
     ) -> Result<ProvisionReport, EngineError> {
         let mut report = ProvisionReport::default();
-        report.role_created = self.ensure_role(&names.role, password, &mut report).await?;
+        report.role_created = self.ensure_role(names, password, &mut report).await?;
         if set_password && !report.role_created {
             self.set_password(&names.role, password).await?;
         }
@@ -402,10 +457,30 @@ impl Engine for PostgresEngine {
     }
 
     async fn deprovision(&self, names: &ServerNames) -> Result<(), EngineError> {
-        let role_exists = self.role_exists(&names.role).await?.is_some();
+        // Only what carries this Database's marker is dropped: a role or database of the same
+        // name that Silo refused to adopt (NameTaken) is left alone.
+        let role_ours = self
+            .role_exists(&names.role)
+            .await?
+            .is_some_and(|flags| flags.comment.as_deref() == Some(names.marker.as_str()));
+        let found: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT pg_get_userbyid(datdba)::text, shobj_description(oid, 'pg_database') \
+             FROM pg_database WHERE datname = $1",
+        )
+        .bind(&names.database)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(command("reading the database"))?;
+        let database_ours = found.is_some_and(|(owner, comment)| match comment {
+            Some(comment) => comment == names.marker,
+            None => role_ours && owner == names.role,
+        });
         let role = quote_ident(&names.role)?;
         let database = quote_ident(&names.database)?;
-        if role_exists {
+        if !role_ours && !database_ours {
+            return Ok(());
+        }
+        if role_ours {
             // NOLOGIN first so that no new session slips in between termination and DROP.
             let statement = format!("ALTER ROLE {role} NOLOGIN");
             sqlx::raw_sql(&statement)
@@ -422,12 +497,14 @@ impl Engine for PostgresEngine {
         .execute(&self.pool)
         .await
         .map_err(command("terminating the role's sessions"))?;
-        let statement = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
-        sqlx::raw_sql(&statement)
-            .execute(&self.pool)
-            .await
-            .map_err(command("dropping the database"))?;
-        if role_exists {
+        if database_ours {
+            let statement = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+            sqlx::raw_sql(&statement)
+                .execute(&self.pool)
+                .await
+                .map_err(command("dropping the database"))?;
+        }
+        if role_ours {
             // DROP OWNED also revokes privileges the role holds on other databases, which
             // would otherwise block DROP ROLE.
             let statement = format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}");

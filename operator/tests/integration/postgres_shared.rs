@@ -163,18 +163,30 @@ async fn a_hand_granted_connect_is_revoked_by_the_next_reconcile() {
 
 #[tokio::test]
 async fn a_database_created_before_an_interruption_gets_public_access_revoked() {
-    let h = Harness::start("silo-interrupted").await;
+    let mut h = Harness::start("silo-interrupted").await;
+    h.stop_controller();
+    let db = h
+        .create(
+            &DatabaseFixture::shared_on(&h.server)
+                .owner("interrupted")
+                .deletion(DeletionPolicy::Delete)
+                .build("interrupted"),
+        )
+        .await;
+    let marker = format!("silo:{}", db.uid().expect("uid"));
     let name = silo_operator::names::derive_server_name(
         h.ns(),
         "interrupted",
         silo_operator::names::POSTGRES_IDENTIFIER_LIMIT,
     );
     let bystander = format!("bystander_{}", silo_testenv::unique_suffix());
-    // As if an earlier reconcile stopped right after CREATE DATABASE: datacl is NULL, which
-    // lets PUBLIC, and so any login such as the bystander, connect.
+    // As if an earlier reconcile stopped right after CREATE DATABASE: the role is marked as
+    // Silo's, the database not yet, and datacl is NULL, which lets PUBLIC, and so any login
+    // such as the bystander, connect.
     let mut admin = admin_connection().await;
     for statement in [
         format!("CREATE ROLE \"{name}\" LOGIN"),
+        format!("COMMENT ON ROLE \"{name}\" IS '{marker}'"),
         format!("CREATE DATABASE \"{name}\" OWNER \"{name}\""),
         format!("CREATE ROLE \"{bystander}\" LOGIN"),
     ] {
@@ -189,13 +201,7 @@ async fn a_database_created_before_an_interruption_gets_public_access_revoked() 
         .unwrap();
     assert!(before, "a fresh database lets every login connect");
 
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("interrupted")
-            .deletion(DeletionPolicy::Delete)
-            .build("interrupted"),
-    )
-    .await;
+    h.start_controller();
     let db = h
         .wait_condition("interrupted", "AccessVerified", "True")
         .await;
@@ -210,6 +216,53 @@ async fn a_database_created_before_an_interruption_gets_public_access_revoked() 
     h.wait_ready("interrupted").await;
     h.finish().await;
     sqlx::raw_sql(&format!("DROP ROLE \"{bystander}\""))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_role_that_silo_did_not_create_is_not_adopted() {
+    let h = Harness::start("silo-nametaken").await;
+    let name = silo_operator::names::derive_server_name(
+        h.ns(),
+        "squatted",
+        silo_operator::names::POSTGRES_IDENTIFIER_LIMIT,
+    );
+    let mut admin = admin_connection().await;
+    sqlx::raw_sql(&format!("CREATE ROLE \"{name}\" NOLOGIN SUPERUSER"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("squatted")
+            .build("squatted"),
+    )
+    .await;
+    let db = h.wait_condition("squatted", "Ready", "False").await;
+    let ready = db
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "NameTaken", "{}", ready.message);
+    let (login, superuser): (bool, bool) =
+        sqlx::query_as("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = $1")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        (login, superuser),
+        (false, true),
+        "the foreign role was altered"
+    );
+    assert_eq!(count_on_server(&name, &name).await, (1, 0));
+    h.finish().await;
+    sqlx::raw_sql(&format!("DROP ROLE \"{name}\""))
         .execute(&mut admin)
         .await
         .unwrap();
