@@ -110,6 +110,21 @@ impl PostgresEngine {
         }))
     }
 
+    /// Owner and comment (the Silo mark, if any) of `database`, if it exists.
+    async fn database_record(
+        &self,
+        database: &str,
+    ) -> Result<Option<(String, Option<String>)>, EngineError> {
+        sqlx::query_as(
+            "SELECT pg_get_userbyid(datdba)::text, shobj_description(oid, 'pg_database') \
+             FROM pg_database WHERE datname = $1",
+        )
+        .bind(database)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(command("reading the database"))
+    }
+
     async fn set_password(&self, role: &str, password: &Password) -> Result<(), EngineError> {
         let statement = format!(
             "ALTER ROLE {} PASSWORD {}",
@@ -189,14 +204,7 @@ impl PostgresEngine {
         names: &ServerNames,
         report: &mut ProvisionReport,
     ) -> Result<bool, EngineError> {
-        let found: Option<(String, Option<String>)> = sqlx::query_as(
-            "SELECT pg_get_userbyid(datdba)::text, shobj_description(oid, 'pg_database') \
-             FROM pg_database WHERE datname = $1",
-        )
-        .bind(&names.database)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(command("reading the database"))?;
+        let found = self.database_record(&names.database).await?;
         let database = quote_ident(&names.database)?;
         let role = quote_ident(&names.role)?;
         let mark = format!(
@@ -463,14 +471,7 @@ impl Engine for PostgresEngine {
             .role_exists(&names.role)
             .await?
             .is_some_and(|flags| flags.comment.as_deref() == Some(names.marker.as_str()));
-        let found: Option<(String, Option<String>)> = sqlx::query_as(
-            "SELECT pg_get_userbyid(datdba)::text, shobj_description(oid, 'pg_database') \
-             FROM pg_database WHERE datname = $1",
-        )
-        .bind(&names.database)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(command("reading the database"))?;
+        let found = self.database_record(&names.database).await?;
         let database_ours = found.is_some_and(|(owner, comment)| match comment {
             Some(comment) => comment == names.marker,
             None => role_ours && owner == names.role,
