@@ -1,14 +1,17 @@
-//! Provisioning benchmark (a command, not a timed test):
+//! Provisioning benchmark behind `tests/bench/provision` (a command, not a timed test):
 //!
 //! ```sh
-//! cargo bench -p silo-operator --bench provision -- --count 200    # or --count 1000
+//! tests/bench/provision                 # 200 Databases
+//! tests/bench/provision --count 1000
 //! ```
 //!
-//! Creates N `Database`s on one external PostgreSQL `DatabaseServer` (the local one from
-//! `tests/env/up`) with the controller running in this process, and prints the time until all
-//! are Ready, per-database latency (creation to Ready) p50/p99, and this process's peak RSS. In
-//! the same run it measures the floor: the same N `CREATE ROLE` + `CREATE DATABASE` statements
-//! sent by plain `psql` sessions, 1, 2, 4 and 8 in parallel, and prints operator/fastest floor.
+//! Runs the release `silo-operator` binary as its own process (so that its peak RSS is its
+//! own), scoped to a fresh namespace with an external PostgreSQL `DatabaseServer` (the local one
+//! from `tests/env/up`), creates N `Database`s and prints: the time until all are Ready,
+//! per-database latency (creation to Ready) p50/p99, the operator's peak RSS, and what the
+//! operator does once everything is Ready (reconciles and CPU over an idle window). In the same
+//! run it measures the floor: the same N `CREATE ROLE` + `CREATE DATABASE` statements sent by
+//! plain `psql` sessions, 1, 2, 4 and 8 in parallel, and prints operator / fastest floor.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,15 +21,19 @@ mod harness;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, PostParams};
-use silo_operator::crd::DeletionPolicy;
+use kube::runtime::{WatchStreamExt, watcher};
+use silo_operator::crd::{Database, DeletionPolicy};
 
 use harness::{DatabaseFixture, Harness};
+
+const IDLE_WINDOW: Duration = Duration::from_secs(15);
 
 fn count_arg() -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -37,13 +44,31 @@ fn count_arg() -> usize {
         .unwrap_or(200)
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
+/// `VmHWM` (peak resident set) of process `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are 14th and 15th.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // Linux reports clock ticks of 1/100 s on every platform this runs on.
+    Duration::from_millis(ticks * 10)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -101,6 +126,69 @@ fn psql_floor(count: usize, sessions: usize, tag: &str) -> Duration {
     took
 }
 
+/// Starts the operator binary scoped to the harness's namespace and server.
+fn spawn_operator(h: &Harness, metrics_port: u16) -> Child {
+    let binary = std::env::var("SILO_OPERATOR_BIN").unwrap_or_else(|_| {
+        format!(
+            "{}/../target/release/silo-operator",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    let log = std::fs::File::create(silo_testenv::env_dir().join("logs/bench-operator.log"))
+        .expect("operator log file");
+    Command::new(&binary)
+        .args([
+            "run",
+            "--namespace",
+            h.ns(),
+            "--server-selector",
+            &format!("silo.dev/test-scope={}", h.ns()),
+            "--operator-namespace",
+            h.ns(),
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--identity",
+            "bench",
+        ])
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {binary} (build it with cargo build --release -p silo-operator): {e}"
+            )
+        })
+}
+
+/// The operator's `silo_reconciles_total` for `controller`, from its /metrics.
+async fn reconciles(metrics_port: u16, controller: &str) -> u64 {
+    let body = reqwest_lite(metrics_port, "/metrics").await;
+    let prefix = format!("silo_reconciles_total{{controller=\"{controller}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A plain HTTP/1.0 GET on localhost (the bench needs nothing more).
+async fn reqwest_lite(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body).await;
+    body
+}
+
 #[tokio::main]
 async fn main() {
     let count = count_arg();
@@ -108,9 +196,43 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let h = Harness::start("silo-bench").await;
+    let mut h = Harness::start("silo-bench").await;
+    // The operator under test is the release binary, not the harness's in-process controller.
+    h.stop_controller();
+    let metrics_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut operator = spawn_operator(&h, metrics_port);
+    let pid = operator.id();
     let api = h.databases();
-    println!("creating {count} Databases on one external PostgreSQL server");
+    println!("creating {count} Databases on one external PostgreSQL server (operator pid {pid})");
+
+    // Ready times come from a watch, so that measuring adds no polling load.
+    let ready_watch = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut ready_at: HashMap<String, Instant> = HashMap::new();
+            let mut stream = watcher(api, watcher::Config::default())
+                .applied_objects()
+                .boxed();
+            while ready_at.len() < count {
+                let Some(db) = stream.try_next().await.ok().flatten() else {
+                    continue;
+                };
+                let ready = db.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                });
+                if ready {
+                    ready_at.entry(db.name_any()).or_insert_with(Instant::now);
+                }
+            }
+            ready_at
+        })
+    };
 
     let started = Instant::now();
     let created: HashMap<String, Instant> = futures::stream::iter(0..count)
@@ -119,41 +241,39 @@ async fn main() {
             let server = h.server.clone();
             async move {
                 let name = format!("db-{i}");
-                let db = DatabaseFixture::shared_on(&server)
+                let db: Database = DatabaseFixture::shared_on(&server)
                     .owner(&format!("svc-{i}"))
                     .deletion(DeletionPolicy::Delete)
                     .build(&name);
+                let at = Instant::now();
                 api.create(&PostParams::default(), &db).await.unwrap();
-                (name, Instant::now())
+                (name, at)
             }
         })
-        .buffer_unordered(32)
+        .buffer_unordered(16)
         .collect()
         .await;
-
-    let mut ready_at: HashMap<String, Instant> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60 + count as u64);
-    while ready_at.len() < count {
-        assert!(Instant::now() < deadline, "not all Databases became Ready");
-        for db in api.list(&Default::default()).await.unwrap() {
-            let ready = db.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            });
-            if ready {
-                ready_at.entry(db.name_any()).or_insert_with(Instant::now);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let total = started.elapsed();
+    let limit = Duration::from_secs(120 + count as u64);
+    let ready_at = tokio::time::timeout(limit, ready_watch)
+        .await
+        .expect("not all Databases became Ready in time")
+        .unwrap();
+    let total = ready_at.values().max().unwrap().duration_since(started);
     let mut latencies: Vec<Duration> = ready_at
         .iter()
         .map(|(name, at)| at.duration_since(created[name]))
         .collect();
     latencies.sort();
-    let rss = peak_rss_mib();
+    let rss = peak_rss_mib(pid);
+
+    // Idle: once everything is Ready, nothing should run.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reconciles_before = reconciles(metrics_port, "database").await;
+    let cpu_before = cpu_time(pid);
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let idle_reconciles = reconciles(metrics_port, "database").await - reconciles_before;
+    let idle_cpu = cpu_time(pid).saturating_sub(cpu_before);
+    let total_reconciles = reconciles(metrics_port, "database").await;
 
     let tag = silo_testenv::unique_suffix();
     let floors: Vec<(usize, Duration)> = [1, 2, 4, 8]
@@ -167,19 +287,32 @@ async fn main() {
         .collect();
     let (best_sessions, best) = floors.iter().min_by_key(|(_, d)| *d).copied().unwrap();
 
-    println!("all {count} Ready after      {:.2} s", total.as_secs_f64());
     println!(
-        "latency p50                  {:.2} s",
+        "all {count} Ready after           {:.2} s",
+        total.as_secs_f64()
+    );
+    println!(
+        "latency p50 (create → Ready)      {:.3} s",
         percentile(&latencies, 0.50).as_secs_f64()
     );
     println!(
-        "latency p99                  {:.2} s",
+        "latency p99 (create → Ready)      {:.3} s",
         percentile(&latencies, 0.99).as_secs_f64()
     );
-    println!("peak RSS (operator + bench)  {rss:.1} MiB");
+    println!(
+        "database reconciles in all        {total_reconciles} ({:.2} per Database)",
+        total_reconciles as f64 / count as f64
+    );
+    println!("operator peak RSS                 {rss:.1} MiB");
+    println!(
+        "idle {} s: reconciles {idle_reconciles}, operator CPU {:.0} ms ({:.2}% of one core)",
+        IDLE_WINDOW.as_secs(),
+        idle_cpu.as_secs_f64() * 1000.0,
+        100.0 * idle_cpu.as_secs_f64() / IDLE_WINDOW.as_secs_f64()
+    );
     for (sessions, took) in &floors {
         println!(
-            "floor, {sessions} psql session(s)    {:.2} s",
+            "floor, {sessions} psql session(s)         {:.2} s",
             took.as_secs_f64()
         );
     }
@@ -203,7 +336,10 @@ async fn main() {
             eprintln!("warning: not every Database was deleted");
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The operator is still running: deleting the server waits for it.
     h.finish().await;
+    let _ = operator.kill();
+    let _ = operator.wait();
 }

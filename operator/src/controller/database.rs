@@ -83,20 +83,29 @@ async fn apply_database(
     ctx: &Context,
     api: &Api<Database>,
 ) -> Result<Action, Error> {
-    // The cached copy can lag behind our own last status write; acting on it could, for
-    // example, honour the same rotation request twice.
-    let Some(fresh) = api.get_opt(&db.name_any()).await? else {
-        return Ok(Action::await_change());
+    // The watched copy can lag behind our own last status write; acting on it could honour
+    // the same rotation request twice. Only then is the object read again.
+    let fresh;
+    let rotate_every = validate::database(db).ok().and_then(|v| v.rotate_every);
+    let cached_status = db.status.clone().unwrap_or_default();
+    let db = if rotation_due(db, &cached_status, rotate_every, jiff::Timestamp::now()).is_some() {
+        let Some(read) = api.get_opt(&db.name_any()).await? else {
+            return Ok(Action::await_change());
+        };
+        fresh = read;
+        &fresh
+    } else {
+        db
     };
-    let db = &fresh;
     let key = object_key(db);
-    let mut status = db.status.clone().unwrap_or_default();
+    let written = db.status.clone().unwrap_or_default();
+    let mut status = written.clone();
     let generation = db.metadata.generation;
     let previous_ready = find(&status.conditions, types::READY).cloned();
-    match provision(db, ctx, api, &mut status).await {
+    match provision(db, ctx, &mut status).await {
         Ok(Outcome::Done { ready, requeue }) => {
             status.observed_generation = generation;
-            apply_status(api, &db.name_any(), &status).await?;
+            write_status(api, db, &written, &status).await?;
             ctx.metrics
                 .set_phase(&key, Some(if ready { Phase::Ready } else { Phase::Failed }));
             Ok(Action::requeue(if ready {
@@ -107,7 +116,7 @@ async fn apply_database(
         }
         Ok(Outcome::Waiting) => {
             status.observed_generation = generation;
-            apply_status(api, &db.name_any(), &status).await?;
+            write_status(api, db, &written, &status).await?;
             ctx.metrics.set_phase(&key, Some(Phase::Pending));
             Ok(Action::requeue(WAITING_REQUEUE))
         }
@@ -133,8 +142,12 @@ async fn apply_database(
                     ),
                 );
             }
+            if matches!(error, Error::Engine(EngineError::AdminConnect(_))) {
+                // The admin Secret may have changed since it was read.
+                ctx.caches.forget_admin_logins();
+            }
             status.observed_generation = generation;
-            if let Err(e) = apply_status(api, &db.name_any(), &status).await {
+            if let Err(e) = write_status(api, db, &written, &status).await {
                 tracing::warn!(error = %e, "cannot write Database status");
             }
             let changed = previous_ready
@@ -157,6 +170,19 @@ async fn apply_database(
             Err(error)
         }
     }
+}
+
+/// Writes `status` unless it is what the object already has: an idle pass writes nothing.
+async fn write_status(
+    api: &Api<Database>,
+    db: &Database,
+    written: &DatabaseStatus,
+    status: &DatabaseStatus,
+) -> Result<(), kube::Error> {
+    if db.status.is_some() && written == status {
+        return Ok(());
+    }
+    apply_status(api, &db.name_any(), status).await
 }
 
 /// Isolation that applies to a database, for `NetworkIsolated`.
@@ -213,11 +239,30 @@ fn ownership_marker(db: &Database) -> String {
     format!("silo:{}", db.metadata.uid.as_deref().unwrap_or_default())
 }
 
+/// The login in an admin Secret, read at most once per [`super::caches::ADMIN_LOGIN_TTL`].
+async fn admin_login(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<(String, Password), Error> {
+    if let Some(login) = ctx.caches.admin_login(namespace, name) {
+        return Ok(login);
+    }
+    let login = read_admin_login(ctx, namespace, name).await?;
+    ctx.caches.remember_admin_login(namespace, name, &login);
+    Ok(login)
+}
+
 async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<ServerState, Error> {
-    let server = Api::<DatabaseServer>::all(ctx.client.clone())
-        .get_opt(name)
-        .await?
-        .ok_or_else(|| Error::ServerNotFound(name.to_string()))?;
+    let server = match ctx.caches.server(name) {
+        Some(server) => server,
+        None => Arc::new(
+            Api::<DatabaseServer>::all(ctx.client.clone())
+                .get_opt(name)
+                .await?
+                .ok_or_else(|| Error::ServerNotFound(name.to_string()))?,
+        ),
+    };
     if server.spec.engine != engine {
         return Err(Error::EngineMismatch(format!(
             "spec.engine is {} but DatabaseServer {name} runs {}; use a server of the same engine",
@@ -225,13 +270,13 @@ async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<Serv
             server.spec.engine.as_str()
         )));
     }
-    match validate::server(&server) {
+    match validate::server(server.as_ref()) {
         Err(_) => Ok(ServerState::Waiting {
             reason: "ServerInvalid",
             message: format!("DatabaseServer {name} has an invalid spec; see its status"),
         }),
         Ok(ServerKind::External(external)) => {
-            let (username, password) = read_admin_login(
+            let (username, password) = admin_login(
                 ctx,
                 &external.admin_secret_ref.namespace,
                 &external.admin_secret_ref.name,
@@ -255,17 +300,13 @@ async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<Serv
             })))
         }
         Ok(ServerKind::Managed(managed)) => {
-            let ready = server
-                .status
-                .as_ref()
-                .is_some_and(|s| crate::status::is_true(&s.conditions, types::READY));
-            if !ready {
+            if !super::server::serves_databases(&server) {
                 return Ok(ServerState::Waiting {
                     reason: "WaitingForServer",
                     message: format!("DatabaseServer {name} is not Ready yet"),
                 });
             }
-            let workload = Workload::managed(&server, &managed).ok_or_else(|| {
+            let workload = Workload::managed(server.as_ref(), &managed).ok_or_else(|| {
                 Error::ServerNotReady(format!("DatabaseServer {name} has no uid yet"))
             })?;
             let admin = workload_admin(ctx, &workload).await?;
@@ -351,18 +392,25 @@ fn time_until_rotation(
     Duration::try_from(due.duration_since(now)).ok()
 }
 
-/// The password in the credentials Secret, if the Secret exists and belongs to this Database.
-async fn current_password(
+/// The credentials Secret, if it exists and belongs to this Database.
+async fn current_secret(
     ctx: &Context,
     db: &Database,
     secret_name: &str,
-) -> Result<Option<Password>, Error> {
+) -> Result<Option<Arc<Secret>>, Error> {
     let namespace = db.namespace().unwrap_or_default();
-    let Some(secret) = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(secret_name)
-        .await?
-    else {
-        return Ok(None);
+    let secret = match ctx
+        .caches
+        .current_secret(&object_key(db), &namespace, secret_name)
+    {
+        Some(secret) => secret,
+        None => match Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+            .get_opt(secret_name)
+            .await?
+        {
+            Some(secret) => Arc::new(secret),
+            None => return Ok(None),
+        },
     };
     let ours = secret
         .metadata
@@ -375,13 +423,14 @@ async fn current_password(
             "spec.credentials.secretName: Secret {secret_name} already exists and does not belong to this Database; choose another name or delete that Secret"
         )));
     }
-    Ok(secret_value(&secret, "password").map(Password::from_secret_value))
+    ctx.caches
+        .saw_secret(&object_key(db), secret.resource_version());
+    Ok(Some(secret))
 }
 
 async fn provision(
     db: &Database,
     ctx: &Context,
-    api: &Api<Database>,
     status: &mut DatabaseStatus,
 ) -> Result<Outcome, Error> {
     let generation = db.metadata.generation;
@@ -405,19 +454,23 @@ async fn provision(
         }
     };
 
-    // Record what this database is bound to before anything exists on the server, so that an
-    // interrupted pass resumes with the same names.
+    // What this database is bound to is recorded with the first status write of the pass,
+    // success or failure. Names are derived from namespace and name alone, so a pass
+    // interrupted before that write resumes with the same names.
     let names = server_names(db, status);
     if status.database_name.is_none() || status.bound_engine.is_none() {
         status.bound_engine = Some(valid.engine);
         status.bound_server = Some(valid.placement.binding());
         status.database_name = Some(names.database.clone());
         status.role_name = Some(names.role.clone());
-        apply_status(api, &db.name_any(), &*status).await?;
     }
 
     let now = jiff::Timestamp::now();
-    let existing = current_password(ctx, db, &valid.secret_name).await?;
+    let existing_secret = current_secret(ctx, db, &valid.secret_name).await?;
+    let existing = existing_secret
+        .as_deref()
+        .and_then(|secret| secret_value(secret, "password"))
+        .map(Password::from_secret_value);
     let rotation = rotation_due(db, status, valid.rotate_every, now);
     let (password, set_password) = match (existing, &rotation) {
         (Some(password), None) => (password, false),
@@ -463,7 +516,14 @@ async fn provision(
             tls: access.tls,
         },
     })?;
-    apply(&ctx.client, &secret).await?;
+    if existing_secret
+        .as_deref()
+        .is_none_or(|existing| !same_content(existing, &secret))
+    {
+        let applied = apply(&ctx.client, &secret).await?;
+        ctx.caches
+            .saw_secret(&object_key(db), applied.resource_version());
+    }
     set(
         status,
         types::CREDENTIALS_READY,
@@ -562,6 +622,26 @@ async fn provision(
     })
 }
 
+/// Whether `existing` already holds what `desired` would write (data, labels, owner).
+fn same_content(existing: &Secret, desired: &Secret) -> bool {
+    let labels_kept = desired
+        .labels()
+        .iter()
+        .all(|(k, v)| existing.labels().get(k) == Some(v));
+    let data = |secret: &Secret| -> std::collections::BTreeMap<String, Option<String>> {
+        let keys = secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .chain(secret.string_data.iter().flatten().map(|(k, _)| k));
+        keys.map(|k| (k.clone(), secret_value(secret, k))).collect()
+    };
+    labels_kept
+        && existing.owner_references() == desired.owner_references()
+        && data(existing) == data(desired)
+}
+
 async fn publish_report(
     ctx: &Context,
     db: &Database,
@@ -607,6 +687,7 @@ async fn cleanup(db: &Database, ctx: &Context, api: &Api<Database>) -> Result<Ac
     match result {
         Ok(note) => {
             ctx.metrics.set_phase(&key, None);
+            ctx.forget(&key);
             if let Some(note) = note {
                 ctx.publish(&reference, false, "Deprovisioned", "Delete", note)
                     .await;
@@ -662,7 +743,22 @@ async fn deprovision(
     match status.bound_server.as_deref() {
         Some(bound) if bound.starts_with("serverRef/") => {
             let server = bound.trim_start_matches("serverRef/");
-            match shared_server(ctx, server, status.bound_engine.unwrap_or(db.spec.engine)).await? {
+            let engine = status.bound_engine.unwrap_or(db.spec.engine);
+            let state = match shared_server(ctx, server, engine).await {
+                // Without the server object there is no admin login to reach the data with, and
+                // waiting for one could last forever: release, saying what may be left behind.
+                Err(Error::ServerNotFound(_)) => {
+                    let note = format!(
+                        "DatabaseServer {server} no longer exists, so database {} and role {} could not be dropped; if that server still runs, drop them there by hand",
+                        names.database, names.role
+                    );
+                    ctx.publish(&db.object_ref(&()), true, "ServerGone", "Delete", note)
+                        .await;
+                    return Ok(None);
+                }
+                other => other?,
+            };
+            match state {
                 ServerState::Usable(access) => access.engine.deprovision(&names).await?,
                 ServerState::Waiting { message, .. } => return Err(Error::ServerNotReady(message)),
             }
@@ -828,7 +924,7 @@ mod request_sequence {
     }
 
     #[tokio::test]
-    async fn an_invalid_spec_reads_once_writes_status_by_apply_and_publishes_one_event() {
+    async fn an_invalid_spec_writes_status_by_apply_and_publishes_one_event_without_reading() {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let ctx = Arc::new(Context::new(
             Client::new(service, "default"),
@@ -838,8 +934,8 @@ mod request_sequence {
         let db = invalid_database();
         let served = serde_json::to_vec(&db).unwrap();
         let api_server = tokio::spawn(async move {
+            // The watched copy is current enough: no rotation is due, so nothing is read.
             let path = "/apis/silo.dev/v1alpha1/namespaces/shop/databases/users";
-            expect(&mut handle, Method::GET, path, Some(served.clone())).await;
             let status = expect(
                 &mut handle,
                 Method::PATCH,

@@ -1,8 +1,10 @@
 //! The controllers: wiring, shared context and the error policy.
 
+mod caches;
 pub mod database;
 mod server;
 mod server_access;
+mod triggers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,10 +15,12 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
+
+pub use caches::Caches;
 
 use crate::crd::{Database, DatabaseServer};
 use crate::engine::postgres::PoolCache;
@@ -71,6 +75,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Admin connection pools.
     pub pools: PoolCache,
+    /// Watched copies of objects the reconcilers read, and what this process last wrote.
+    pub caches: Caches,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -88,8 +94,15 @@ impl Context {
             config,
             metrics,
             pools: PoolCache::default(),
+            caches: Caches::default(),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context reading watched objects from `caches`.
+    pub fn with_caches(mut self, caches: Caches) -> Self {
+        self.caches = caches;
+        self
     }
 
     /// Publishes an Event about `reference`; a failure to publish is logged, not fatal.
@@ -137,6 +150,12 @@ impl Context {
     /// Forgets the failure streak of `key` after a success.
     pub fn succeeded(&self, key: &str) {
         self.failures().remove(key);
+    }
+
+    /// Forgets everything kept about `key`, whose object is gone.
+    pub fn forget(&self, key: &str) {
+        self.failures().remove(key);
+        self.caches.forget(key);
     }
 
     /// The wait before retrying `key` after another failure: doubling from 1s, capped.
@@ -189,7 +208,6 @@ pub async fn run_controllers_with(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let ctx = Arc::new(Context::new(client.clone(), config.clone(), metrics));
     let controller_config = ControllerConfig::default().concurrency(config.concurrency);
     let (databases, secrets, statefulsets) = match &config.namespace {
         Some(ns) => (
@@ -204,8 +222,35 @@ pub async fn run_controllers_with(
         ),
     };
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=silo");
-    let database_controller = Controller::new(databases.clone(), watcher::Config::default())
-        .owns(secrets, owned.clone())
+    let mut server_watch = watcher::Config::default();
+    if let Some(selector) = &config.server_selector {
+        server_watch = server_watch.labels(selector);
+    }
+
+    // Watched copies: reconciles read these instead of asking the API server again.
+    let (database_store, database_writer) = reflector::store();
+    let (server_store, server_writer) = reflector::store();
+    let (secret_store, secret_writer) = reflector::store();
+    let ctx = Arc::new(
+        Context::new(client.clone(), config.clone(), metrics)
+            .with_caches(Caches::new(server_store.clone(), secret_store)),
+    );
+
+    // A Database is reconciled when its spec, finalizers, deletion or rotation request change:
+    // not on the operator's own status writes.
+    let database_stream = watcher(databases.clone(), watcher::Config::default())
+        .default_backoff()
+        .modify(triggers::trim)
+        .reflect(database_writer)
+        .applied_objects()
+        .predicate_filter(triggers::database_intent, Default::default());
+    let secret_stream = watcher(secrets, owned.clone())
+        .default_backoff()
+        .modify(triggers::trim)
+        .reflect(secret_writer)
+        .touched_objects();
+    let database_controller = Controller::for_stream(database_stream, database_store)
+        .owns_stream(secret_stream)
         .owns(statefulsets, owned.clone())
         .with_config(controller_config.clone())
         .graceful_shutdown_on(wait_for(shutdown.clone()))
@@ -216,29 +261,39 @@ pub async fn run_controllers_with(
             }
         });
 
-    let mut server_watch = watcher::Config::default();
-    if let Some(selector) = &config.server_selector {
-        server_watch = server_watch.labels(selector);
-    }
+    let server_stream = watcher(Api::<DatabaseServer>::all(client.clone()), server_watch)
+        .default_backoff()
+        .modify(triggers::trim)
+        .reflect(server_writer)
+        .applied_objects()
+        .predicate_filter(triggers::server_intent, Default::default());
+    // A server hears of a Database only when its placement or owner changes, or it goes away:
+    // a shared server's NetworkPolicy admits the owners of the databases on it.
+    let placements = triggers::placement_changes(
+        watcher(databases, watcher::Config::default()).default_backoff(),
+    );
     let server_statefulsets = Api::<StatefulSet>::all(client.clone());
-    let server_controller =
-        Controller::new(Api::<DatabaseServer>::all(client.clone()), server_watch)
-            .owns(server_statefulsets, owned)
-            // A shared server's NetworkPolicy admits the owners of the databases on it.
-            .watches(databases, watcher::Config::default(), |db: Database| {
-                db.spec
-                    .server
-                    .server_ref
-                    .map(|name| ObjectRef::<DatabaseServer>::new(&name))
-            })
-            .with_config(controller_config)
-            .graceful_shutdown_on(wait_for(shutdown))
-            .run(server::reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "server reconcile did not finish");
-                }
+    let servers = server_store.clone();
+    let server_controller = Controller::for_stream(server_stream, server_store)
+        .owns(server_statefulsets, owned)
+        .watches_stream(placements, move |db: Database| {
+            let name = db.spec.server.server_ref?;
+            // An external server has no NetworkPolicy to update; it only needs to hear of its
+            // Databases while it is being deleted (it waits for them to go first).
+            let server = servers.get(&ObjectRef::new(&name));
+            let interested = server.is_none_or(|server| {
+                server.spec.managed.is_some() || server.metadata.deletion_timestamp.is_some()
             });
+            interested.then(|| ObjectRef::<DatabaseServer>::new(&name))
+        })
+        .with_config(controller_config)
+        .graceful_shutdown_on(wait_for(shutdown))
+        .run(server::reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "server reconcile did not finish");
+            }
+        });
     futures::join!(database_controller, server_controller);
 }
 

@@ -27,18 +27,22 @@ pub struct PoolCache {
 impl PoolCache {
     /// A pool for `admin`, created lazily (no connection is made until first use).
     pub fn pool(&self, admin: &AdminConnection, max_connections: u32) -> PgPool {
-        // The key includes a digest of the password so that a changed admin Secret gets a new pool.
-        let key = format!(
-            "{}:{}/{}/{}",
-            admin.host,
-            admin.port,
-            admin.username,
-            password_digest(&admin.password)
-        );
+        // The key includes a digest of the password so that a changed admin Secret gets a new
+        // pool; the pool of the old password is closed and dropped.
+        let login = format!("{}:{}/{}/", admin.host, admin.port, admin.username);
+        let key = format!("{login}{}", password_digest(&admin.password));
         let mut pools = self
             .pools
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pools.retain(|existing, pool| {
+            let outdated = existing.starts_with(&login) && existing != &key;
+            if outdated {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.close().await });
+            }
+            !outdated
+        });
         pools
             .entry(key)
             .or_insert_with(|| {
@@ -374,18 +378,28 @@ impl PostgresEngine {
         result.map(|_| ())
     }
 
-    /// Whether the role can log in to its database with `password`.
-    async fn can_log_in(&self, names: &ServerNames, password: &Password) -> bool {
+    /// Logs in as the role to its database with `password`. `None` when the login is refused;
+    /// otherwise whether schema `public` is safe, read over that same session: owned by the
+    /// database's owner (directly, or through `pg_database_owner` since PostgreSQL 15) and
+    /// PUBLIC cannot create in it. One session checks both, so a healthy pass opens no other.
+    async fn log_in_and_inspect(&self, names: &ServerNames, password: &Password) -> Option<bool> {
         let options = connect_options(&self.admin, &names.database)
             .username(&names.role)
             .password(password.expose());
-        match PgConnection::connect_with(&options).await {
-            Ok(connection) => {
-                let _ = connection.close().await;
-                true
-            }
-            Err(_) => false,
-        }
+        let mut connection = PgConnection::connect_with(&options).await.ok()?;
+        let safe: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT (n.nspowner = d.datdba OR n.nspowner = 'pg_database_owner'::regrole) \
+               AND NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a \
+                               WHERE a.grantee = 0 AND a.privilege_type = 'CREATE') \
+             FROM pg_namespace n CROSS JOIN pg_database d \
+             WHERE n.nspname = 'public' AND d.datname = current_database()",
+        )
+        .fetch_optional(&mut connection)
+        .await;
+        let _ = connection.close().await;
+        // A database without schema `public` has nothing to secure; an unreadable answer is
+        // treated as unsafe, which only costs a repair.
+        Some(safe.map(|row| row.unwrap_or(true)).unwrap_or(false))
     }
 }
 
@@ -442,22 +456,34 @@ impl Engine for PostgresEngine {
         report.password_set = set_password || report.role_created;
         report.database_created = self.ensure_database(names, &mut report).await?;
         self.revoke_foreign_access(names, &mut report).await?;
-        self.secure_public_schema(names).await?;
-        if !self.can_log_in(names, password).await {
-            // Someone changed the password by hand: the Secret is the source of truth.
-            self.set_password(&names.role, password).await?;
-            if !self.can_log_in(names, password).await {
-                return Err(EngineError::LoginFailed(format!(
-                    "role {} cannot log in to database {} (check pg_hba.conf)",
-                    names.role, names.database
-                )));
+        let schema_safe = match self.log_in_and_inspect(names, password).await {
+            Some(safe) => safe,
+            None => {
+                // Someone changed the password by hand: the Secret is the source of truth.
+                self.set_password(&names.role, password).await?;
+                let Some(safe) = self.log_in_and_inspect(names, password).await else {
+                    return Err(EngineError::LoginFailed(format!(
+                        "role {} cannot log in to database {} (check pg_hba.conf)",
+                        names.role, names.database
+                    )));
+                };
+                report.password_set = true;
+                if !set_password {
+                    report.repaired.push(format!(
+                        "role {} could not log in; password reset",
+                        names.role
+                    ));
+                }
+                safe
             }
-            report.password_set = true;
-            if !set_password {
-                report.repaired.push(format!(
-                    "role {} could not log in; password reset",
-                    names.role
-                ));
+        };
+        if !schema_safe {
+            self.secure_public_schema(names).await?;
+            if !report.database_created {
+                report.repaired.push(
+                    "schema public was open to other roles; owner restored and CREATE revoked from PUBLIC"
+                        .to_string(),
+                );
             }
         }
         report.remaining_access = self.measure_foreign_access(names).await?;
@@ -515,5 +541,43 @@ impl Engine for PostgresEngine {
                 .map_err(command("dropping the role"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin(password: &str) -> AdminConnection {
+        AdminConnection {
+            host: "db.example".into(),
+            port: 5432,
+            username: "silo_admin".into(),
+            password: Password::from_secret_value(password.into()),
+            tls: TlsMode::Disable,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_admin_password_replaces_the_old_pool() {
+        let cache = PoolCache::default();
+        let first = cache.pool(&admin("one"), 2);
+        let again = cache.pool(&admin("one"), 2);
+        assert_eq!(cache.pools.lock().unwrap().len(), 1);
+        assert!(!first.is_closed() && !again.is_closed());
+        let _second = cache.pool(&admin("two"), 2);
+        assert_eq!(cache.pools.lock().unwrap().len(), 1);
+        // The old pool is closed in the background.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !first.is_closed() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the old pool closes");
+        let mut other = admin("one");
+        other.host = "other.example".into();
+        let _other = cache.pool(&other, 2);
+        assert_eq!(cache.pools.lock().unwrap().len(), 2);
     }
 }

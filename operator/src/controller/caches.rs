@@ -1,0 +1,141 @@
+//! Watched copies of the objects reconciles read, so that a pass with nothing to change makes
+//! no API requests; and what this process itself last wrote, to know when a copy is current.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::crd::DatabaseServer;
+use crate::password::Password;
+
+/// How long an admin login read from its Secret is reused before it is read again.
+pub const ADMIN_LOGIN_TTL: Duration = Duration::from_secs(60);
+
+/// The caches of one operator process; empty (every read goes to the API server) when the
+/// controllers are not running, e.g. in unit tests.
+#[derive(Default)]
+pub struct Caches {
+    servers: Option<Store<DatabaseServer>>,
+    secrets: Option<Store<Secret>>,
+    /// Object key of a `Database` → resourceVersion of its credentials Secret as last written or
+    /// read from the API server by this process.
+    written_secrets: Mutex<HashMap<String, String>>,
+    /// `namespace/name` of an admin Secret → when it was read, and the login in it.
+    admin_logins: Mutex<HashMap<String, (Instant, String, Password)>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Caches {
+    /// Caches reading from the given reflector stores.
+    pub fn new(servers: Store<DatabaseServer>, secrets: Store<Secret>) -> Self {
+        Self {
+            servers: Some(servers),
+            secrets: Some(secrets),
+            ..Self::default()
+        }
+    }
+
+    /// The watched copy of DatabaseServer `name`, if the watch holds it.
+    pub fn server(&self, name: &str) -> Option<Arc<DatabaseServer>> {
+        self.servers.as_ref()?.get(&ObjectRef::new(name))
+    }
+
+    /// The watched copy of Secret `namespace/name`, but only if it is the version this process
+    /// last wrote or read for `key`: anything else (a change by somebody else, a write the watch
+    /// has not delivered yet, a restart) must be read from the API server.
+    pub fn current_secret(&self, key: &str, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        let written = locked(&self.written_secrets).get(key).cloned()?;
+        let secret = self
+            .secrets
+            .as_ref()?
+            .get(&ObjectRef::new(name).within(namespace))?;
+        (secret.resource_version().as_deref() == Some(written.as_str())).then_some(secret)
+    }
+
+    /// Records the resourceVersion of the credentials Secret just written or read for `key`.
+    pub fn saw_secret(&self, key: &str, resource_version: Option<String>) {
+        let mut written = locked(&self.written_secrets);
+        match resource_version {
+            Some(version) => written.insert(key.to_string(), version),
+            None => written.remove(key),
+        };
+    }
+
+    /// A login read from admin Secret `namespace/name` less than [`ADMIN_LOGIN_TTL`] ago.
+    pub fn admin_login(&self, namespace: &str, name: &str) -> Option<(String, Password)> {
+        let logins = locked(&self.admin_logins);
+        let (read_at, username, password) = logins.get(&format!("{namespace}/{name}"))?;
+        (read_at.elapsed() < ADMIN_LOGIN_TTL).then(|| (username.clone(), password.clone()))
+    }
+
+    /// Keeps the login just read from admin Secret `namespace/name`.
+    pub fn remember_admin_login(&self, namespace: &str, name: &str, login: &(String, Password)) {
+        locked(&self.admin_logins).insert(
+            format!("{namespace}/{name}"),
+            (Instant::now(), login.0.clone(), login.1.clone()),
+        );
+    }
+
+    /// Drops every kept admin login (one was refused: read them again).
+    pub fn forget_admin_logins(&self) {
+        locked(&self.admin_logins).clear();
+    }
+
+    /// Forgets what was kept for `key`, whose object is gone.
+    pub fn forget(&self, key: &str) {
+        locked(&self.written_secrets).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    fn secret(version: &str) -> Secret {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("users-db".into());
+        secret.metadata.namespace = Some("shop".into());
+        secret.metadata.resource_version = Some(version.into());
+        secret
+    }
+
+    #[test]
+    fn a_watched_secret_is_used_only_in_the_version_last_written() {
+        let (secrets, mut writer) = reflector::store();
+        let (servers, _) = reflector::store();
+        let caches = Caches::new(servers, secrets);
+        writer.apply_watcher_event(&Event::Apply(secret("7")));
+
+        // Nothing written by this process yet: read from the API server.
+        assert!(caches.current_secret("db", "shop", "users-db").is_none());
+        caches.saw_secret("db", Some("7".into()));
+        assert!(caches.current_secret("db", "shop", "users-db").is_some());
+        // Written again, the watch has not caught up: the copy is stale.
+        caches.saw_secret("db", Some("8".into()));
+        assert!(caches.current_secret("db", "shop", "users-db").is_none());
+        writer.apply_watcher_event(&Event::Apply(secret("8")));
+        assert!(caches.current_secret("db", "shop", "users-db").is_some());
+        caches.forget("db");
+        assert!(caches.current_secret("db", "shop", "users-db").is_none());
+    }
+
+    #[test]
+    fn admin_logins_are_kept_until_forgotten() {
+        let caches = Caches::default();
+        assert!(caches.admin_login("ns", "admin").is_none());
+        let login = ("silo".to_string(), Password::from_secret_value("pw".into()));
+        caches.remember_admin_login("ns", "admin", &login);
+        assert_eq!(caches.admin_login("ns", "admin").unwrap().0, "silo");
+        caches.forget_admin_logins();
+        assert!(caches.admin_login("ns", "admin").is_none());
+    }
+}
