@@ -26,6 +26,17 @@ impl Password {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A short digest that tells passwords apart without revealing them (keys of per-login
+    /// caches, so that a changed password gets a new connection).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.0.as_bytes())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for Password {
@@ -49,6 +60,15 @@ mod tests {
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
+    }
+
+    #[test]
+    fn digests_tell_passwords_apart_without_showing_them() {
+        let a = Password::from_secret_value("hunter2".into());
+        let b = Password::from_secret_value("hunter3".into());
+        assert_eq!(a.digest(), a.clone().digest());
+        assert_ne!(a.digest(), b.digest());
+        assert!(!a.digest().contains("hunter2"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Checks beyond the OpenAPI schema (the 1.20 API server has no CEL): exactly-one-of, immutable
-//! fields, durations and names. Each failure says which field to fix and how.
+//! fields (including what a running server's StatefulSet cannot change), durations and names. Each failure says which field to fix and how.
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::ResourceExt;
 
 use crate::crd::{
@@ -184,6 +185,137 @@ fn managed_server(managed: &ManagedServerSpec, field: &str) -> Result<(), Error>
     Ok(())
 }
 
+/// Where a server's workload settings are written, for messages about them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadField {
+    /// `spec.managed` of a `DatabaseServer`.
+    Managed,
+    /// `spec.server.dedicated` of a `Database`.
+    Dedicated,
+}
+
+impl WorkloadField {
+    fn path(self) -> &'static str {
+        match self {
+            WorkloadField::Managed => "spec.managed",
+            WorkloadField::Dedicated => "spec.server.dedicated",
+        }
+    }
+
+    fn remedy(self) -> &'static str {
+        match self {
+            WorkloadField::Managed => {
+                "restore it, or create a new DatabaseServer and move the databases"
+            }
+            WorkloadField::Dedicated => "restore it, or create a new Database and move the data",
+        }
+    }
+}
+
+/// A running server's volume cannot be resized or moved to another storage class: the
+/// StatefulSet's `volumeClaimTemplates` are immutable. Compares `existing` with `spec`.
+pub fn storage_unchanged(
+    existing: &StatefulSet,
+    spec: &ManagedServerSpec,
+    field: WorkloadField,
+) -> Result<(), Error> {
+    // The builder writes exactly one claim template, the data volume.
+    let Some(claim) = existing
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .and_then(|templates| templates.first())
+        .and_then(|claim| claim.spec.as_ref())
+    else {
+        return Ok(());
+    };
+    let size = claim
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|requests| requests.get("storage"));
+    if let Some(size) = size
+        && !same_quantity(&size.0, &spec.storage.size)
+    {
+        return Err(Error::InvalidSpec(format!(
+            "{}.storage.size cannot change after creation (was {}): a StatefulSet's volume claim template is immutable; {}",
+            field.path(),
+            size.0,
+            field.remedy()
+        )));
+    }
+    if claim.storage_class_name != spec.storage.storage_class_name {
+        return Err(Error::InvalidSpec(format!(
+            "{}.storage.storageClassName cannot change after creation (was {}): a StatefulSet's volume claim template is immutable; {}",
+            field.path(),
+            claim
+                .storage_class_name
+                .as_deref()
+                .unwrap_or("unset, the cluster default"),
+            field.remedy()
+        )));
+    }
+    Ok(())
+}
+
+/// A managed server's workload stays in the namespace it was created in (`recorded`), where its
+/// volume is.
+pub fn namespace_unchanged(recorded: Option<&str>, desired: &str) -> Result<(), Error> {
+    match recorded {
+        Some(recorded) if recorded != desired => Err(Error::InvalidSpec(format!(
+            "spec.managed.namespace cannot change after creation (was {recorded}): the server's volume lives there; {}",
+            WorkloadField::Managed.remedy()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether two Kubernetes quantities are equal (`1Gi` and `1024Mi` are); forms this does not
+/// read are compared as text.
+fn same_quantity(a: &str, b: &str) -> bool {
+    match (quantity_value(a), quantity_value(b)) {
+        (Some((a_num, a_den)), Some((b_num, b_den))) => {
+            match (a_num.checked_mul(b_den), b_num.checked_mul(a_den)) {
+                (Some(left), Some(right)) => left == right,
+                _ => a.trim() == b.trim(),
+            }
+        }
+        _ => a.trim() == b.trim(),
+    }
+}
+
+/// A quantity such as `1.5Gi` or `500M` as an exact fraction (numerator, denominator).
+fn quantity_value(text: &str) -> Option<(u128, u128)> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let multiplier: u128 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        "E" => 1_000_000_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "Ei" => 1 << 60,
+        _ => return None,
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let mantissa: u128 = format!("{whole}{fraction}").parse().ok()?;
+    let denominator = 10u128.checked_pow(u32::try_from(fraction.len()).ok()?)?;
+    Some((mantissa.checked_mul(multiplier)?, denominator))
+}
+
 /// Longest StatefulSet name whose pods still get a valid `controller-revision-hash` label.
 const MAX_STATEFULSET_NAME: usize = 52;
 
@@ -295,6 +427,124 @@ mod tests {
         assert!(database(&db).is_ok());
         db.metadata.name = Some("n".repeat(44));
         assert!(invalid_message(&db).contains("at most 43"));
+    }
+
+    fn existing_statefulset(size: &str, class: Option<&str>) -> StatefulSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "silo-pg" },
+            "spec": {
+                "selector": {},
+                "serviceName": "silo-pg",
+                "template": {},
+                "volumeClaimTemplates": [ {
+                    "metadata": { "name": "data" },
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": { "requests": { "storage": size } },
+                        "storageClassName": class,
+                    },
+                } ],
+            },
+        }))
+        .unwrap()
+    }
+
+    fn storage(size: &str, class: Option<&str>) -> ManagedServerSpec {
+        ManagedServerSpec {
+            storage: StorageSpec {
+                size: size.into(),
+                storage_class_name: class.map(Into::into),
+            },
+            ..Default::default()
+        }
+    }
+
+    fn storage_message(
+        existing: &StatefulSet,
+        spec: &ManagedServerSpec,
+        field: WorkloadField,
+    ) -> String {
+        match storage_unchanged(existing, spec, field) {
+            Err(Error::InvalidSpec(message)) => message,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_changed_volume_size_is_rejected_naming_the_field_and_the_old_value() {
+        let existing = existing_statefulset("1Gi", None);
+        assert!(
+            storage_unchanged(&existing, &storage("1Gi", None), WorkloadField::Managed).is_ok()
+        );
+        let message = storage_message(&existing, &storage("2Gi", None), WorkloadField::Managed);
+        assert!(
+            message.starts_with("spec.managed.storage.size cannot change after creation (was 1Gi)"),
+            "{message}"
+        );
+        let message = storage_message(&existing, &storage("5Gi", None), WorkloadField::Dedicated);
+        assert!(
+            message.starts_with("spec.server.dedicated.storage.size"),
+            "{message}"
+        );
+        assert!(message.contains("create a new Database"), "{message}");
+    }
+
+    #[test]
+    fn the_same_size_written_differently_is_no_change() {
+        let existing = existing_statefulset("1Gi", None);
+        for same in ["1024Mi", "1073741824", " 1Gi", "1.0Gi", "1048576Ki"] {
+            assert!(
+                storage_unchanged(&existing, &storage(same, None), WorkloadField::Managed).is_ok(),
+                "{same}"
+            );
+        }
+        let decimal = existing_statefulset("1.5G", None);
+        assert!(
+            storage_unchanged(&decimal, &storage("1500M", None), WorkloadField::Managed).is_ok()
+        );
+        assert!(
+            storage_unchanged(&decimal, &storage("1500Mi", None), WorkloadField::Managed).is_err()
+        );
+        assert!(
+            storage_unchanged(&decimal, &storage("lots", None), WorkloadField::Managed).is_err()
+        );
+    }
+
+    #[test]
+    fn a_changed_or_added_storage_class_is_rejected() {
+        let default_class = existing_statefulset("1Gi", None);
+        let message = storage_message(
+            &default_class,
+            &storage("1Gi", Some("fast")),
+            WorkloadField::Managed,
+        );
+        assert!(
+            message.starts_with(
+                "spec.managed.storage.storageClassName cannot change after creation (was unset"
+            ),
+            "{message}"
+        );
+        let fast = existing_statefulset("1Gi", Some("fast"));
+        assert!(
+            storage_unchanged(&fast, &storage("1Gi", Some("fast")), WorkloadField::Managed).is_ok()
+        );
+        let message = storage_message(&fast, &storage("1Gi", Some("slow")), WorkloadField::Managed);
+        assert!(message.contains("(was fast)"), "{message}");
+    }
+
+    #[test]
+    fn a_managed_server_cannot_move_to_another_namespace() {
+        assert!(namespace_unchanged(None, "silo-system").is_ok());
+        assert!(namespace_unchanged(Some("silo-system"), "silo-system").is_ok());
+        match namespace_unchanged(Some("silo-system"), "databases") {
+            Err(Error::InvalidSpec(message)) => assert!(
+                message.starts_with(
+                    "spec.managed.namespace cannot change after creation (was silo-system)"
+                ),
+                "{message}"
+            ),
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
     }
 
     #[test]

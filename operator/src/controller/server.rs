@@ -1,17 +1,21 @@
-//! The `DatabaseServer` controller: runs managed servers, checks every server is reachable.
+//! The `DatabaseServer` controller: runs managed servers, checks every server is reachable, and
+//! keeps a server that is being deleted until no `Database` uses it any more.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
 
 use super::server_access::{
     ensure_workload, prepare_workload, read_admin_login, server_engine, workload_admin,
     workload_waiting,
 };
 use super::{Context, object_key};
-use crate::apply::apply_status;
+use crate::apply::{FIELD_MANAGER, apply_status};
 use crate::build::{AllowedClient, Workload};
 use crate::crd::{Database, DatabaseServer, DatabaseServerStatus};
 use crate::engine::{AdminConnection, Engine as _};
@@ -19,64 +23,107 @@ use crate::error::Error;
 use crate::status::{condition, find, types, upsert};
 use crate::validate::{self, ServerKind};
 
+/// Finalizer that keeps a server until no `Database` references it: their cleanup needs the
+/// server's admin login.
+pub const FINALIZER: &str = "silo.dev/server-in-use";
+/// Reason of `Ready=False` while a server being deleted still has databases.
+pub const IN_USE: &str = "InUse";
 const CONTROLLER: &str = "databaseserver";
 const WAITING_REQUEUE: Duration = Duration::from_secs(15);
+/// A safety net only: deleting a `Database` already triggers the server's reconcile.
+const IN_USE_REQUEUE: Duration = Duration::from_secs(30);
+/// How many of the databases still on a server its `InUse` message names.
+const NAMED_IN_MESSAGE: usize = 3;
 
 /// Reconciles one `DatabaseServer`.
 pub async fn reconcile(server: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let api = Api::<DatabaseServer>::all(ctx.client.clone());
+    let outcome = if server.metadata.deletion_timestamp.is_some() {
+        release_when_unused(&server, &ctx, &api).await
+    } else {
+        match add_finalizer(&server, &api).await {
+            Ok(()) => observe(&server, &ctx, &api).await,
+            Err(e) => Err(e),
+        }
+    };
+    ctx.metrics.reconciled(
+        CONTROLLER,
+        started.elapsed(),
+        outcome.as_ref().err().map(Error::reason),
+    );
+    if outcome.is_ok() {
+        ctx.succeeded(&object_key(server.as_ref()));
+    }
+    outcome
+}
+
+/// Checks the server and writes what was found to its status.
+async fn observe(
+    server: &DatabaseServer,
+    ctx: &Context,
+    api: &Api<DatabaseServer>,
+) -> Result<Action, Error> {
     let mut status = server.status.clone().unwrap_or_default();
     let previous_ready = find(&status.conditions, types::READY).cloned();
     let generation = server.metadata.generation;
-    let result = check(&server, &ctx, &mut status).await;
+    let result = check(server, ctx, &mut status).await;
     let prior = status.conditions.clone();
-    let action = match &result {
-        Ok(Some(waiting)) => {
-            upsert(
-                &mut status.conditions,
-                condition(
-                    &prior,
-                    types::READY,
-                    false,
-                    "WaitingForServer",
-                    waiting.clone(),
-                    generation,
-                ),
-            );
-            Ok(Action::requeue(WAITING_REQUEUE))
-        }
-        Ok(None) => {
-            upsert(
-                &mut status.conditions,
-                condition(
-                    &prior,
-                    types::READY,
-                    true,
-                    "Ready",
-                    "the server accepts the admin login",
-                    generation,
-                ),
-            );
-            Ok(Action::requeue(ctx.config.drift_interval))
-        }
-        Err(error) => {
-            upsert(
-                &mut status.conditions,
-                condition(
-                    &prior,
-                    types::READY,
-                    false,
-                    error.reason(),
-                    error.to_string(),
-                    generation,
-                ),
-            );
-            Err(())
-        }
+    let (ready, action) = match &result {
+        Ok(Some(waiting)) => (
+            condition(
+                &prior,
+                types::READY,
+                false,
+                "WaitingForServer",
+                waiting.clone(),
+                generation,
+            ),
+            Some(Action::requeue(WAITING_REQUEUE)),
+        ),
+        Ok(None) => (
+            condition(
+                &prior,
+                types::READY,
+                true,
+                "Ready",
+                "the server accepts the admin login",
+                generation,
+            ),
+            Some(Action::requeue(ctx.config.drift_interval)),
+        ),
+        Err(error) => (
+            condition(
+                &prior,
+                types::READY,
+                false,
+                error.reason(),
+                error.to_string(),
+                generation,
+            ),
+            None,
+        ),
     };
-    status.observed_generation = generation;
-    let written = apply_status(&api, &server.name_any(), &status).await;
+    upsert(&mut status.conditions, ready);
+    let written = write_status(server, ctx, api, &status, previous_ready).await;
+    match (action, result) {
+        (Some(action), _) => written.map(|()| action),
+        (None, Err(error)) => Err(error),
+        (None, Ok(_)) => Err(Error::Finalizer("unreachable".into())),
+    }
+}
+
+/// Writes `status` and publishes an Event when `Ready` changed its status or reason.
+async fn write_status(
+    server: &DatabaseServer,
+    ctx: &Context,
+    api: &Api<DatabaseServer>,
+    status: &DatabaseServerStatus,
+    previous_ready: Option<Condition>,
+) -> Result<(), Error> {
+    let mut status = status.clone();
+    status.observed_generation = server.metadata.generation;
+    let written = apply_status(api, &server.name_any(), &status).await;
     let now_ready = find(&status.conditions, types::READY).cloned();
     if now_ready.as_ref().map(|c| (&c.status, &c.reason))
         != previous_ready.as_ref().map(|c| (&c.status, &c.reason))
@@ -91,20 +138,117 @@ pub async fn reconcile(server: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result
         )
         .await;
     }
-    let outcome = match (action, result) {
-        (Ok(action), _) => written.map(|()| action).map_err(Error::from),
-        (Err(()), Err(error)) => Err(error),
-        (Err(()), Ok(_)) => Err(Error::Finalizer("unreachable".into())),
+    written.map_err(Error::from)
+}
+
+fn has_finalizer(server: &DatabaseServer) -> bool {
+    server.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Writes `finalizers` guarded by the `resourceVersion` that was read, so that a concurrent change
+/// of the list is never overwritten (the write fails with a conflict and is retried).
+async fn write_finalizers(
+    server: &DatabaseServer,
+    api: &Api<DatabaseServer>,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    let patch = json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": server.resource_version(),
+        }
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
     };
-    ctx.metrics.reconciled(
-        CONTROLLER,
-        started.elapsed(),
-        outcome.as_ref().err().map(Error::reason),
-    );
-    if outcome.is_ok() {
-        ctx.succeeded(&object_key(server.as_ref()));
+    api.patch(&server.name_any(), &params, &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+async fn add_finalizer(server: &DatabaseServer, api: &Api<DatabaseServer>) -> Result<(), Error> {
+    if has_finalizer(server) {
+        return Ok(());
     }
-    outcome
+    let mut finalizers = server.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    write_finalizers(server, api, finalizers).await
+}
+
+/// For a server being deleted: releases it once no `Database` references it; until then it says
+/// which ones still do.
+async fn release_when_unused(
+    server: &DatabaseServer,
+    ctx: &Context,
+    api: &Api<DatabaseServer>,
+) -> Result<Action, Error> {
+    if !has_finalizer(server) {
+        return Ok(Action::await_change());
+    }
+    let users: Vec<String> = databases_on(ctx, server)
+        .await?
+        .iter()
+        .map(|db| format!("{}/{}", db.namespace().unwrap_or_default(), db.name_any()))
+        .collect();
+    if users.is_empty() {
+        let rest = server
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        write_finalizers(server, api, rest).await?;
+        return Ok(Action::await_change());
+    }
+    let mut status = server.status.clone().unwrap_or_default();
+    let previous_ready = find(&status.conditions, types::READY).cloned();
+    let prior = status.conditions.clone();
+    upsert(
+        &mut status.conditions,
+        condition(
+            &prior,
+            types::READY,
+            false,
+            IN_USE,
+            in_use_message(&users),
+            server.metadata.generation,
+        ),
+    );
+    write_status(server, ctx, api, &status, previous_ready).await?;
+    Ok(Action::requeue(IN_USE_REQUEUE))
+}
+
+/// Why a server being deleted is kept, naming the first few of the `users` (`namespace/name`).
+fn in_use_message(users: &[String]) -> String {
+    let mut named = users
+        .iter()
+        .take(NAMED_IN_MESSAGE)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if users.len() > NAMED_IN_MESSAGE {
+        named.push_str(&format!(" and {} more", users.len() - NAMED_IN_MESSAGE));
+    }
+    format!(
+        "deletion waits until no Database uses this server ({} still do: {named}); their cleanup needs the server's admin login; delete them or point them elsewhere first",
+        users.len()
+    )
+}
+
+/// Whether `Database`s may use `server`: it is Ready, or it is being deleted, waits for them
+/// (their cleanup needs it) and was reachable when last checked.
+pub fn serves_databases(server: &DatabaseServer) -> bool {
+    let Some(status) = &server.status else {
+        return false;
+    };
+    let ready = find(&status.conditions, types::READY);
+    if ready.is_some_and(|c| c.status == "True") {
+        return true;
+    }
+    server.metadata.deletion_timestamp.is_some()
+        && ready.is_some_and(|c| c.reason == IN_USE)
+        && crate::status::is_true(&status.conditions, types::REACHABLE)
 }
 
 /// `Ok(None)` when reachable, `Ok(Some(why))` when still starting.
@@ -136,7 +280,12 @@ async fn check(
         ServerKind::Managed(managed) => {
             let workload = Workload::managed(server, &managed)
                 .ok_or_else(|| Error::ServerNotReady("the DatabaseServer has no uid yet".into()))?;
+            validate::namespace_unchanged(
+                status.workload_namespace.as_deref(),
+                &workload.namespace,
+            )?;
             ensure_workload(ctx, &workload, &clients_of(ctx, server).await?).await?;
+            status.workload_namespace = Some(workload.namespace.clone());
             if let Some(waiting) = workload_waiting(ctx, &workload).await? {
                 upsert(
                     &mut status.conditions,
@@ -190,8 +339,8 @@ async fn check(
     Ok(None)
 }
 
-/// The owners of every `Database` on `server`, which its NetworkPolicy admits.
-async fn clients_of(ctx: &Context, server: &DatabaseServer) -> Result<Vec<AllowedClient>, Error> {
+/// Every `Database` (in the operator's scope) whose `serverRef` names `server`.
+async fn databases_on(ctx: &Context, server: &DatabaseServer) -> Result<Vec<Database>, Error> {
     let databases = match &ctx.config.namespace {
         Some(ns) => Api::<Database>::namespaced(ctx.client.clone(), ns),
         None => Api::<Database>::all(ctx.client.clone()),
@@ -202,6 +351,14 @@ async fn clients_of(ctx: &Context, server: &DatabaseServer) -> Result<Vec<Allowe
         .await?
         .into_iter()
         .filter(|db| db.spec.server.server_ref.as_deref() == Some(name.as_str()))
+        .collect())
+}
+
+/// The owners of every `Database` on `server`, which its NetworkPolicy admits.
+async fn clients_of(ctx: &Context, server: &DatabaseServer) -> Result<Vec<AllowedClient>, Error> {
+    Ok(databases_on(ctx, server)
+        .await?
+        .into_iter()
         .map(|db| AllowedClient {
             namespace: db.namespace().unwrap_or_default(),
             owner: db.spec.owner.clone(),

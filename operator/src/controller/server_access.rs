@@ -1,6 +1,8 @@
 //! Dereferencing a server: its admin login, its workload (for servers the operator runs), and an
 //! engine handle to provision with.
 
+use std::sync::LazyLock;
+
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
@@ -13,11 +15,12 @@ use crate::build::{
     service, statefulset,
 };
 use crate::crd::{Engine, TlsMode};
-use crate::engine::mongodb::MongoEngine;
+use crate::engine::mongodb::{MongoClientCache, MongoEngine};
 use crate::engine::postgres::PostgresEngine;
 use crate::engine::{AdminConnection, AnyEngine};
 use crate::error::Error;
 use crate::password::Password;
+use crate::validate::{self, WorkloadField};
 
 /// Reads `username` and `password` from the admin Secret `namespace/name`.
 pub async fn read_admin_login(
@@ -60,6 +63,10 @@ pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
+/// MongoDB admin clients of this process, one per server login, reused by every reconcile (the
+/// PostgreSQL counterpart is `Context::pools`).
+static MONGO_CLIENTS: LazyLock<MongoClientCache> = LazyLock::new(MongoClientCache::default);
+
 /// An engine handle for a server reached as `admin`.
 pub fn server_engine(
     ctx: &Context,
@@ -71,17 +78,27 @@ pub fn server_engine(
             let pool = ctx.pools.pool(&admin, ctx.config.admin_pool_size);
             AnyEngine::Postgres(PostgresEngine::new(admin, pool))
         }
-        Engine::Mongodb => AnyEngine::Mongodb(MongoEngine::new(admin)?),
+        Engine::Mongodb => {
+            let client = MONGO_CLIENTS.client(&admin)?;
+            AnyEngine::Mongodb(MongoEngine::new(admin, client))
+        }
     })
 }
 
 /// Applies the objects of a server the operator runs: admin Secret (created once), StatefulSet,
-/// headless Service and NetworkPolicy admitting `clients` and the operator.
+/// headless Service and NetworkPolicy admitting `clients` and the operator. A change the existing
+/// StatefulSet cannot take (its volume) is an invalid spec, not an apply retried forever.
 pub async fn ensure_workload(
     ctx: &Context,
     workload: &Workload,
     clients: &[AllowedClient],
 ) -> Result<(), Error> {
+    if let Some(existing) = Api::<StatefulSet>::namespaced(ctx.client.clone(), &workload.namespace)
+        .get_opt(&workload.name)
+        .await?
+    {
+        validate::storage_unchanged(&existing, &workload.spec, workload_field(workload))?;
+    }
     let keyfile = Password::generate();
     let secret = admin_secret(workload, Password::generate().expose(), keyfile.expose())?;
     create_if_absent(&ctx.client, &secret).await?;
@@ -93,6 +110,15 @@ pub async fn ensure_workload(
     )
     .await?;
     Ok(())
+}
+
+/// Where the settings of `workload` come from: a `Database` owns a dedicated server.
+fn workload_field(workload: &Workload) -> WorkloadField {
+    if workload.owner.kind == "Database" {
+        WorkloadField::Dedicated
+    } else {
+        WorkloadField::Managed
+    }
 }
 
 /// `None` when the workload's pod is ready, else what it is waiting for.

@@ -58,4 +58,8 @@ pub struct DatabaseServerStatus {
     /// The server version the operator saw when it last connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Namespace the workload of a managed server was created in; its volume stays there, so
+    /// `spec.managed.namespace` cannot move it afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_namespace: Option<String>,
 }

@@ -1,5 +1,8 @@
 //! MongoDB provisioning with the official driver, connected as the server's administrator.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
 use mongodb::Client;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{ClientOptions, Credential, ServerAddress, Tls, TlsOptions};
@@ -24,6 +27,41 @@ const NOT_YET_INITIALIZED: i32 = 94;
 pub struct MongoEngine {
     admin: AdminConnection,
     client: Client,
+}
+
+/// Admin clients shared by every reconcile, one per server login. A `Client` owns a connection
+/// pool and server monitors, so one per reconcile would reconnect and re-authenticate each time.
+#[derive(Default)]
+pub struct MongoClientCache {
+    /// Login (host, port, user, TLS) → digest of the password it was made with, and the client.
+    clients: Mutex<HashMap<String, (String, Client)>>,
+}
+
+impl MongoClientCache {
+    /// The client for `admin`, created lazily (it connects on first use). A changed password
+    /// (the admin Secret was updated) replaces the login's client, so there is never more than
+    /// one per login.
+    pub fn client(&self, admin: &AdminConnection) -> Result<Client, EngineError> {
+        let login = format!(
+            "{}:{}/{}/{:?}",
+            admin.host, admin.port, admin.username, admin.tls
+        );
+        let digest = admin.password.digest();
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((made_with, client)) = clients.get(&login)
+            && *made_with == digest
+        {
+            return Ok(client.clone());
+        }
+        let options = client_options(admin, &admin.username, &admin.password, ADMIN_DATABASE);
+        let client =
+            Client::with_options(options).map_err(|e| EngineError::AdminConnect(e.to_string()))?;
+        clients.insert(login, (digest, client.clone()));
+        Ok(client)
+    }
 }
 
 fn client_options(
@@ -67,12 +105,9 @@ fn command(action: &'static str) -> impl Fn(mongodb::error::Error) -> EngineErro
 }
 
 impl MongoEngine {
-    /// Connects (lazily) as `admin`.
-    pub fn new(admin: AdminConnection) -> Result<Self, EngineError> {
-        let options = client_options(&admin, &admin.username, &admin.password, ADMIN_DATABASE);
-        let client =
-            Client::with_options(options).map_err(|e| EngineError::AdminConnect(e.to_string()))?;
-        Ok(Self { admin, client })
+    /// An engine using `client` (from [`MongoClientCache`]) as `admin`.
+    pub fn new(admin: AdminConnection, client: Client) -> Self {
+        Self { admin, client }
     }
 
     /// For a server the operator runs: initiates its single-member replica set once, so that
@@ -111,109 +146,72 @@ impl MongoEngine {
     }
 
     /// Revokes from every other user any role on the service's database, including custom roles
-    /// whose privileges reach it.
+    /// whose privileges reach it; returns the users that can still reach it, measured from the
+    /// server. A fixed number of reads however many users there are: every user with its roles,
+    /// the privileges of all those roles at once, and the privileges of the users that needed a
+    /// look afterwards; plus one revocation per user that had something revoked.
     async fn revoke_foreign_roles(
         &self,
         names: &ServerNames,
         report: &mut ProvisionReport,
     ) -> Result<Vec<String>, EngineError> {
-        let reply = self
-            .client
-            .database(ADMIN_DATABASE)
+        let admin = self.client.database(ADMIN_DATABASE);
+        let reply = admin
             .run_command(doc! { "usersInfo": { "forAllDBs": true } })
             .await
             .map_err(command("listing users"))?;
-        let mut remaining = Vec::new();
-        for user in reply.get_array("users").into_iter().flatten() {
-            let Some(user) = user.as_document() else {
-                continue;
-            };
-            let name = user.get_str("user").unwrap_or_default().to_string();
-            let user_db = user.get_str("db").unwrap_or_default().to_string();
-            if exempt_from_access_check(&name, &user_db, names, &self.admin.username) {
-                continue;
-            }
-            let mut holds_cluster_wide = false;
-            let mut to_revoke = Vec::new();
-            for role in user.get_array("roles").into_iter().flatten() {
-                let Some(role) = role.as_document() else {
-                    continue;
-                };
-                let role_name = role.get_str("role").unwrap_or_default();
-                let role_db = role.get_str("db").unwrap_or_default();
-                if CLUSTER_WIDE_ROLES.contains(&role_name) {
-                    // Not revoked (it may be another administrator), but measured below.
-                    holds_cluster_wide = true;
-                    continue;
-                }
-                if role_db == names.database
-                    || self
-                        .role_reaches(role_name, role_db, &names.database)
-                        .await?
-                {
-                    to_revoke.push(doc! { "role": role_name, "db": role_db });
-                }
-            }
-            if to_revoke.is_empty() && !holds_cluster_wide {
+        let users: Vec<UserGrants> = users_of(&reply)
+            .into_iter()
+            .filter(|u| !exempt_from_access_check(&u.user, &u.db, names, &self.admin.username))
+            .collect();
+        let to_expand = roles_to_expand(&users, &names.database);
+        let reaching = if to_expand.is_empty() {
+            BTreeSet::new()
+        } else {
+            let roles: Vec<Document> = to_expand
+                .iter()
+                .map(|r| doc! { "role": &r.role, "db": &r.db })
+                .collect();
+            let reply = admin
+                .run_command(doc! { "rolesInfo": roles, "showPrivileges": true })
+                .await
+                .map_err(command("reading roles"))?;
+            roles_reaching(&reply, &names.database)
+        };
+        let plans = plan_access(&users, &reaching, &names.database);
+        for plan in &plans {
+            if plan.revoke.is_empty() {
                 continue;
             }
-            if !to_revoke.is_empty() {
-                let revoked = to_revoke.len();
-                self.client
-                    .database(&user_db)
-                    .run_command(doc! { "revokeRolesFromUser": &name, "roles": to_revoke })
-                    .await
-                    .map_err(command("revoking a role from a user"))?;
-                report.repaired.push(format!(
-                    "revoked {revoked} role(s) reaching the database from user {user_db}.{name}"
-                ));
-            }
-            if self
-                .role_reaches_user(&name, &user_db, &names.database)
-                .await?
-            {
-                remaining.push(format!("{user_db}.{name}"));
-            }
+            let roles: Vec<Document> = plan
+                .revoke
+                .iter()
+                .map(|r| doc! { "role": &r.role, "db": &r.db })
+                .collect();
+            self.client
+                .database(&plan.db)
+                .run_command(doc! { "revokeRolesFromUser": &plan.user, "roles": roles })
+                .await
+                .map_err(command("revoking a role from a user"))?;
+            report.repaired.push(format!(
+                "revoked {} role(s) reaching the database from user {}.{}",
+                plan.revoke.len(),
+                plan.db,
+                plan.user
+            ));
         }
-        Ok(remaining)
-    }
-
-    /// Whether the custom role `role`@`role_db` grants privileges on `database`.
-    async fn role_reaches(
-        &self,
-        role: &str,
-        role_db: &str,
-        database: &str,
-    ) -> Result<bool, EngineError> {
-        let reply = self
-            .client
-            .database(role_db)
-            .run_command(doc! {
-                "rolesInfo": { "role": role, "db": role_db },
-                "showPrivileges": true,
-                "showBuiltinRoles": false,
-            })
+        if plans.is_empty() {
+            return Ok(Vec::new());
+        }
+        let checked: Vec<Document> = plans
+            .iter()
+            .map(|p| doc! { "user": &p.user, "db": &p.db })
+            .collect();
+        let reply = admin
+            .run_command(doc! { "usersInfo": checked, "showPrivileges": true })
             .await
-            .map_err(command("reading a role"))?;
-        Ok(privileges_reach(&reply, "inheritedPrivileges", database))
-    }
-
-    /// Whether `user`@`user_db` still holds privileges on `database` after revocation.
-    async fn role_reaches_user(
-        &self,
-        user: &str,
-        user_db: &str,
-        database: &str,
-    ) -> Result<bool, EngineError> {
-        let reply = self
-            .client
-            .database(user_db)
-            .run_command(
-                doc! { "usersInfo": { "user": user, "db": user_db }, "showPrivileges": true },
-            )
-            .await
-            .map_err(command("reading a user's privileges"))?;
-        Ok(privileges_reach(&reply, "inheritedPrivileges", database))
+            .map_err(command("reading users' privileges"))?;
+        Ok(users_reaching(&reply, &names.database))
     }
 
     async fn can_log_in(&self, names: &ServerNames, password: &Password) -> bool {
@@ -231,8 +229,6 @@ impl MongoEngine {
     }
 }
 
-/// Whether any privilege in the `key` array of the first entry of `users`/`roles` names `database`
-/// (or every database, `db: ""`).
 /// Whether `user`@`user_db` is left out of the foreign-access check: only the service's own
 /// user and the configured administrator (authenticating against `admin`) are.
 fn exempt_from_access_check(
@@ -246,24 +242,158 @@ fn exempt_from_access_check(
     is_owner || is_admin
 }
 
-fn privileges_reach(reply: &Document, key: &str, database: &str) -> bool {
+/// A role, named with the database it is defined on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RoleName {
+    role: String,
+    db: String,
+}
+
+/// A user from `usersInfo` and the roles granted to it directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct UserGrants {
+    user: String,
+    db: String,
+    roles: Vec<RoleName>,
+}
+
+/// What the access check does about one user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AccessPlan {
+    user: String,
+    db: String,
+    /// Roles reaching the database, revoked.
+    revoke: Vec<RoleName>,
+    /// Holds a role reaching every database: not revoked (it may be another administrator),
+    /// but measured.
+    cluster_wide: bool,
+}
+
+fn role_name(entry: &Document) -> Option<RoleName> {
+    Some(RoleName {
+        role: entry.get_str("role").ok()?.to_string(),
+        db: entry.get_str("db").ok()?.to_string(),
+    })
+}
+
+/// The users of a `usersInfo` reply with their direct roles.
+fn users_of(reply: &Document) -> Vec<UserGrants> {
     let entries = reply
-        .get_array("roles")
-        .or_else(|_| reply.get_array("users"))
-        .cloned()
+        .get_array("users")
+        .map(Vec::as_slice)
         .unwrap_or_default();
-    entries.iter().filter_map(Bson::as_document).any(|entry| {
-        entry
-            .get_array(key)
-            .map(|privileges| {
-                privileges
+    entries
+        .iter()
+        .filter_map(Bson::as_document)
+        .filter_map(|user| {
+            Some(UserGrants {
+                user: user.get_str("user").ok()?.to_string(),
+                db: user.get_str("db").ok()?.to_string(),
+                roles: user
+                    .get_array("roles")
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
                     .iter()
                     .filter_map(Bson::as_document)
-                    .filter_map(|p| p.get_document("resource").ok())
-                    .any(|r| matches!(r.get_str("db"), Ok(db) if db == database || db.is_empty()))
+                    .filter_map(role_name)
+                    .collect(),
             })
-            .unwrap_or(false)
-    })
+        })
+        .collect()
+}
+
+fn is_cluster_wide(role: &RoleName) -> bool {
+    CLUSTER_WIDE_ROLES.contains(&role.role.as_str())
+}
+
+/// The roles held by `users` whose privileges must be looked up to know whether they reach
+/// `database`: not those defined on it (they do) nor the cluster-wide ones (they do, and are
+/// measured per user). Each role once.
+fn roles_to_expand(users: &[UserGrants], database: &str) -> Vec<RoleName> {
+    users
+        .iter()
+        .flat_map(|u| &u.roles)
+        .filter(|r| r.db != database && !is_cluster_wide(r))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// The roles of a `rolesInfo` reply (with `showPrivileges`) whose privileges reach `database`.
+fn roles_reaching(reply: &Document, database: &str) -> BTreeSet<RoleName> {
+    reply
+        .get_array("roles")
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Bson::as_document)
+        .filter(|role| privileges_reach(role, database))
+        .filter_map(role_name)
+        .collect()
+}
+
+/// For each of `users` that holds a role reaching `database` (defined on it, in `reaching`, or
+/// cluster-wide): what to revoke.
+fn plan_access(
+    users: &[UserGrants],
+    reaching: &BTreeSet<RoleName>,
+    database: &str,
+) -> Vec<AccessPlan> {
+    users
+        .iter()
+        .filter_map(|u| {
+            let cluster_wide = u.roles.iter().any(is_cluster_wide);
+            let revoke: Vec<RoleName> = u
+                .roles
+                .iter()
+                .filter(|r| !is_cluster_wide(r) && (r.db == database || reaching.contains(r)))
+                .cloned()
+                .collect();
+            (cluster_wide || !revoke.is_empty()).then(|| AccessPlan {
+                user: u.user.clone(),
+                db: u.db.clone(),
+                revoke,
+                cluster_wide,
+            })
+        })
+        .collect()
+}
+
+/// The users (`db.user`) of a `usersInfo` reply (with `showPrivileges`) whose privileges reach
+/// `database`.
+fn users_reaching(reply: &Document, database: &str) -> Vec<String> {
+    reply
+        .get_array("users")
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Bson::as_document)
+        .filter(|user| privileges_reach(user, database))
+        .map(|user| {
+            format!(
+                "{}.{}",
+                user.get_str("db").unwrap_or_default(),
+                user.get_str("user").unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Whether any of the `inheritedPrivileges` of a user or role names `database`, every database
+/// (`db: ""`) or any resource.
+fn privileges_reach(entry: &Document, database: &str) -> bool {
+    entry
+        .get_array("inheritedPrivileges")
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Bson::as_document)
+        .filter_map(|p| p.get_document("resource").ok())
+        .any(|r| {
+            matches!(r.get_str("db"), Ok(db) if db == database || db.is_empty())
+                || r.get_bool("anyResource").unwrap_or(false)
+        })
 }
 
 fn command_error_code(error: &mongodb::error::Error) -> Option<i32> {
@@ -394,24 +524,155 @@ mod tests {
     }
 
     #[test]
-    fn privileges_on_the_database_or_on_every_database_count_as_reaching_it() {
-        let reply = doc! { "roles": [ { "inheritedPrivileges": [
+    fn privileges_on_the_database_on_every_database_or_on_any_resource_reach_it() {
+        let role = doc! { "role": "reporting", "db": "admin", "inheritedPrivileges": [
             { "resource": { "db": "other", "collection": "" }, "actions": ["find"] },
             { "resource": { "db": "shop_users", "collection": "" }, "actions": ["find"] },
-        ] } ] };
-        assert!(privileges_reach(
-            &reply,
-            "inheritedPrivileges",
-            "shop_users"
-        ));
-        assert!(!privileges_reach(
-            &reply,
-            "inheritedPrivileges",
-            "shop_orders"
-        ));
-        let any = doc! { "users": [ { "inheritedPrivileges": [
+        ] };
+        assert!(privileges_reach(&role, "shop_users"));
+        assert!(!privileges_reach(&role, "shop_orders"));
+        let every = doc! { "inheritedPrivileges": [
             { "resource": { "db": "", "collection": "" }, "actions": ["find"] },
-        ] } ] };
-        assert!(privileges_reach(&any, "inheritedPrivileges", "shop_orders"));
+        ] };
+        assert!(privileges_reach(&every, "shop_orders"));
+        let any = doc! { "inheritedPrivileges": [ { "resource": { "anyResource": true }, "actions": ["anyAction"] } ] };
+        assert!(privileges_reach(&any, "shop_orders"));
+        let cluster = doc! { "inheritedPrivileges": [ { "resource": { "cluster": true }, "actions": ["serverStatus"] } ] };
+        assert!(!privileges_reach(&cluster, "shop_orders"));
+    }
+
+    fn role(role: &str, db: &str) -> RoleName {
+        RoleName {
+            role: role.into(),
+            db: db.into(),
+        }
+    }
+
+    /// A `usersInfo: {forAllDBs: true}` reply: the owner, the admin, an intruder granted read
+    /// on the database, a user with a custom role, another administrator, a bystander.
+    fn all_users() -> Document {
+        doc! { "users": [
+            { "user": "shop_users", "db": "shop_users", "roles": [ { "role": "readWrite", "db": "shop_users" } ] },
+            { "user": "root", "db": "admin", "roles": [ { "role": "root", "db": "admin" } ] },
+            { "user": "shop_orders", "db": "shop_orders", "roles": [
+                { "role": "readWrite", "db": "shop_orders" },
+                { "role": "read", "db": "shop_users" },
+            ] },
+            { "user": "reporter", "db": "admin", "roles": [ { "role": "reporting", "db": "admin" } ] },
+            { "user": "ops", "db": "admin", "roles": [ { "role": "readAnyDatabase", "db": "admin" } ] },
+            { "user": "shop_carts", "db": "shop_carts", "roles": [
+                { "role": "readWrite", "db": "shop_carts" },
+                { "role": "reporting", "db": "admin" },
+                { "role": "auditing", "db": "admin" },
+            ] },
+        ] }
+    }
+
+    fn foreign_users() -> Vec<UserGrants> {
+        let names = ServerNames {
+            database: "shop_users".into(),
+            role: "shop_users".into(),
+            marker: "silo:uid".into(),
+        };
+        users_of(&all_users())
+            .into_iter()
+            .filter(|u| !exempt_from_access_check(&u.user, &u.db, &names, "root"))
+            .collect()
+    }
+
+    #[test]
+    fn only_roles_of_other_databases_are_looked_up_and_each_once() {
+        let users = foreign_users();
+        assert_eq!(
+            users.len(),
+            4,
+            "the owner and the configured admin are left out"
+        );
+        assert_eq!(
+            roles_to_expand(&users, "shop_users"),
+            [
+                role("auditing", "admin"),
+                role("readWrite", "shop_carts"),
+                role("readWrite", "shop_orders"),
+                role("reporting", "admin"),
+            ]
+        );
+    }
+
+    #[test]
+    fn roles_reaching_the_database_are_revoked_and_cluster_wide_holders_are_measured() {
+        let users = foreign_users();
+        let roles_info = doc! { "roles": [
+            { "role": "reporting", "db": "admin", "inheritedPrivileges": [
+                { "resource": { "db": "shop_users", "collection": "" }, "actions": ["find"] },
+            ] },
+            { "role": "auditing", "db": "admin", "inheritedPrivileges": [
+                { "resource": { "db": "shop_orders", "collection": "" }, "actions": ["find"] },
+            ] },
+            { "role": "readWrite", "db": "shop_orders", "inheritedPrivileges": [
+                { "resource": { "db": "shop_orders", "collection": "" }, "actions": ["find"] },
+            ] },
+        ] };
+        let reaching = roles_reaching(&roles_info, "shop_users");
+        assert_eq!(reaching, BTreeSet::from([role("reporting", "admin")]));
+        let plans = plan_access(&users, &reaching, "shop_users");
+        let summary: Vec<(&str, Vec<RoleName>, bool)> = plans
+            .iter()
+            .map(|p| (p.user.as_str(), p.revoke.clone(), p.cluster_wide))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("shop_orders", vec![role("read", "shop_users")], false),
+                ("reporter", vec![role("reporting", "admin")], false),
+                ("ops", vec![], true),
+                ("shop_carts", vec![role("reporting", "admin")], false),
+            ]
+        );
+    }
+
+    #[test]
+    fn users_whose_privileges_still_reach_the_database_are_reported_by_qualified_name() {
+        let checked = doc! { "users": [
+            { "user": "shop_orders", "db": "shop_orders", "inheritedPrivileges": [
+                { "resource": { "db": "shop_orders", "collection": "" }, "actions": ["find"] },
+            ] },
+            { "user": "ops", "db": "admin", "inheritedPrivileges": [
+                { "resource": { "db": "", "collection": "" }, "actions": ["find"] },
+            ] },
+        ] };
+        assert_eq!(users_reaching(&checked, "shop_users"), ["admin.ops"]);
+    }
+
+    #[tokio::test]
+    async fn one_client_per_login_replaced_when_the_password_changes() {
+        let cache = MongoClientCache::default();
+        let admin = AdminConnection {
+            host: "mongo.example".into(),
+            port: 27017,
+            username: "root".into(),
+            password: Password::from_secret_value("first".into()),
+            tls: TlsMode::Disable,
+        };
+        cache.client(&admin).unwrap();
+        cache.client(&admin).unwrap();
+        let changed = AdminConnection {
+            password: Password::from_secret_value("second".into()),
+            ..admin.clone()
+        };
+        cache.client(&changed).unwrap();
+        let other_host = AdminConnection {
+            host: "mongo2.example".into(),
+            ..admin
+        };
+        cache.client(&other_host).unwrap();
+        let clients = cache.clients.lock().unwrap();
+        assert_eq!(clients.len(), 2, "one client per login");
+        assert!(
+            clients
+                .keys()
+                .all(|k| !k.contains("first") && !k.contains("second")),
+            "no password in the key"
+        );
     }
 }

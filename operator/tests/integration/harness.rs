@@ -266,8 +266,20 @@ impl Harness {
         let _ = Api::<DatabaseServer>::all(self.client.clone())
             .delete(&self.server, &DeleteParams::default())
             .await;
+        // The controller releases the server's finalizer once no Database uses it.
+        self.wait_server_gone(&self.server).await;
         self.stop_controller();
         self.finished = true;
+    }
+
+    /// Waits until DatabaseServer `name` no longer exists.
+    pub async fn wait_server_gone(&self, name: &str) {
+        let servers = Api::<DatabaseServer>::all(self.client.clone());
+        eventually(&format!("DatabaseServer {name} to be deleted"), || {
+            let servers = servers.clone();
+            async move { servers.get_opt(name).await.ok()?.is_none().then_some(()) }
+        })
+        .await;
     }
 }
 
@@ -288,10 +300,16 @@ impl Drop for Harness {
                 .ok()?;
             runtime.block_on(async move {
                 let client = silo_testenv::kube_client().await;
-                Api::<DatabaseServer>::all(client)
-                    .delete(&server, &DeleteParams::default())
-                    .await
-                    .ok()
+                let servers = Api::<DatabaseServer>::all(client);
+                // No controller runs any more to release the server's finalizer.
+                let _ = servers
+                    .patch(
+                        &server,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+                    )
+                    .await;
+                servers.delete(&server, &DeleteParams::default()).await.ok()
             })
         })
         .join();

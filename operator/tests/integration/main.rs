@@ -11,3 +11,4 @@ mod managed;
 mod mongodb;
 mod postgres_shared;
 mod rbac;
+mod server_deletion;

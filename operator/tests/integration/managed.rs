@@ -4,7 +4,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use silo_operator::crd::{DatabaseServer, Engine};
@@ -215,5 +215,91 @@ async fn a_managed_server_is_built_and_admits_the_owners_of_its_databases() {
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
+    h.wait_server_gone(&name).await;
+    h.finish().await;
+}
+
+/// Waits until the `Ready` condition of server `name` is False with `reason`; returns its message.
+async fn server_not_ready(servers: &Api<DatabaseServer>, name: &str, reason: &str) -> String {
+    eventually(&format!("{name} to be Ready=False/{reason}"), || {
+        let servers = servers.clone();
+        async move {
+            let server = servers.get(name).await.ok()?;
+            server
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.status == "False" && c.reason == reason)
+                .map(|c| c.message)
+        }
+    })
+    .await
+}
+
+async fn patch_managed(servers: &Api<DatabaseServer>, name: &str, managed: serde_json::Value) {
+    servers
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "managed": managed } })),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_managed_servers_volume_and_namespace_cannot_change_once_it_runs() {
+    let h = Harness::start("silo-immutable").await;
+    let name = format!("fixed-{}", h.ns());
+    let server: DatabaseServer = serde_json::from_value(json!({
+        "apiVersion": "silo.dev/v1alpha1", "kind": "DatabaseServer",
+        "metadata": { "name": name, "labels": { "silo.dev/test-scope": h.ns() } },
+        "spec": { "engine": "postgres", "managed": { "namespace": h.ns(), "storage": { "size": "1Gi" } } },
+    }))
+    .unwrap();
+    let servers = Api::<DatabaseServer>::all(h.client.clone());
+    servers
+        .create(&PostParams::default(), &server)
+        .await
+        .unwrap();
+    let statefulsets = Api::<StatefulSet>::namespaced(h.client.clone(), h.ns());
+    get_eventually(&statefulsets, &format!("silo-{name}")).await;
+    server_not_ready(&servers, &name, "WaitingForServer").await;
+
+    patch_managed(&servers, &name, json!({ "storage": { "size": "2Gi" } })).await;
+    let message = server_not_ready(&servers, &name, "InvalidSpec").await;
+    assert!(
+        message.starts_with("spec.managed.storage.size cannot change after creation (was 1Gi)"),
+        "{message}"
+    );
+    let sts = statefulsets.get(&format!("silo-{name}")).await.unwrap();
+    let claim = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
+    let requested = claim.spec.as_ref().unwrap().resources.as_ref().unwrap();
+    assert_eq!(requested.requests.as_ref().unwrap()["storage"].0, "1Gi");
+
+    // The same size written another way is no change: the server goes back to waiting for its pod.
+    patch_managed(&servers, &name, json!({ "storage": { "size": "1024Mi" } })).await;
+    server_not_ready(&servers, &name, "WaitingForServer").await;
+
+    patch_managed(&servers, &name, json!({ "namespace": "silo-elsewhere" })).await;
+    let message = server_not_ready(&servers, &name, "InvalidSpec").await;
+    assert!(
+        message.starts_with(&format!(
+            "spec.managed.namespace cannot change after creation (was {})",
+            h.ns()
+        )),
+        "{message}"
+    );
+    let stored = servers.get(&name).await.unwrap();
+    assert_eq!(
+        stored.status.unwrap().workload_namespace.as_deref(),
+        Some(h.ns())
+    );
+
+    servers
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_server_gone(&name).await;
     h.finish().await;
 }

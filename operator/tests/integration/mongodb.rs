@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, PostParams};
 use mongodb::bson::doc;
 use serde_json::json;
 use silo_operator::crd::{DatabaseServer, Engine};
@@ -93,5 +93,13 @@ async fn mongodb_user_can_write_its_database_and_is_refused_by_others() {
         refused.is_err(),
         "beta's user must not read alpha's database"
     );
+    for owner in ["alpha", "beta"] {
+        h.delete_and_wait(owner).await;
+    }
+    Api::<DatabaseServer>::all(h.client.clone())
+        .delete(&server, &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_server_gone(&server).await;
     h.finish().await;
 }
