@@ -69,7 +69,7 @@ async fn observe(
     let generation = server.metadata.generation;
     let result = check(server, ctx, &mut status).await;
     let prior = status.conditions.clone();
-    let (ready, action) = match &result {
+    let (ready, requeue) = match &result {
         Ok(Some(waiting)) => (
             condition(
                 &prior,
@@ -79,7 +79,7 @@ async fn observe(
                 waiting.clone(),
                 generation,
             ),
-            Some(Action::requeue(WAITING_REQUEUE)),
+            WAITING_REQUEUE,
         ),
         Ok(None) => (
             condition(
@@ -90,7 +90,7 @@ async fn observe(
                 "the server accepts the admin login",
                 generation,
             ),
-            Some(Action::requeue(ctx.config.drift_interval)),
+            ctx.config.drift_interval,
         ),
         Err(error) => (
             condition(
@@ -101,16 +101,16 @@ async fn observe(
                 error.to_string(),
                 generation,
             ),
-            None,
+            // Unused: the error policy decides when to retry.
+            Duration::ZERO,
         ),
     };
     upsert(&mut status.conditions, ready);
     let written = write_status(server, ctx, api, &status, previous_ready).await;
-    match (action, result) {
-        (Some(action), _) => written.map(|()| action),
-        (None, Err(error)) => Err(error),
-        (None, Ok(_)) => Err(Error::Finalizer("unreachable".into())),
-    }
+    // The check's own error says more than a failed status write.
+    result?;
+    written?;
+    Ok(Action::requeue(requeue))
 }
 
 /// Writes `status` and publishes an Event when `Ready` changed its status or reason.
@@ -203,19 +203,25 @@ async fn release_when_unused(
     }
     let mut status = server.status.clone().unwrap_or_default();
     let previous_ready = find(&status.conditions, types::READY).cloned();
-    let prior = status.conditions.clone();
-    upsert(
-        &mut status.conditions,
-        condition(
-            &prior,
-            types::READY,
-            false,
-            IN_USE,
-            in_use_message(&users),
-            server.metadata.generation,
-        ),
-    );
-    write_status(server, ctx, api, &status, previous_ready).await?;
+    let message = in_use_message(&users);
+    let unchanged = previous_ready
+        .as_ref()
+        .is_some_and(|c| c.reason == IN_USE && c.message == message);
+    if !unchanged {
+        let prior = status.conditions.clone();
+        upsert(
+            &mut status.conditions,
+            condition(
+                &prior,
+                types::READY,
+                false,
+                IN_USE,
+                message,
+                server.metadata.generation,
+            ),
+        );
+        write_status(server, ctx, api, &status, previous_ready).await?;
+    }
     Ok(Action::requeue(IN_USE_REQUEUE))
 }
 
@@ -364,4 +370,68 @@ async fn clients_of(ctx: &Context, server: &DatabaseServer) -> Result<Vec<Allowe
             owner: db.spec.owner.clone(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::crd::{DatabaseServerSpec, Engine};
+
+    fn server_with(ready: (bool, &str), reachable: bool, deleting: bool) -> DatabaseServer {
+        let mut server = DatabaseServer::new(
+            "pg",
+            DatabaseServerSpec {
+                engine: Engine::Postgres,
+                managed: None,
+                external: None,
+            },
+        );
+        server.status = Some(DatabaseServerStatus {
+            conditions: vec![
+                condition(&[], types::READY, ready.0, ready.1, "", None),
+                condition(&[], types::REACHABLE, reachable, "Connected", "", None),
+            ],
+            ..Default::default()
+        });
+        if deleting {
+            server.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        }
+        server
+    }
+
+    #[test]
+    fn the_in_use_message_names_a_few_databases_and_counts_the_rest() {
+        let one = in_use_message(&["shop/orders".into()]);
+        assert!(one.contains("(1 still do: shop/orders)"), "{one}");
+        let many: Vec<String> = (1..=5).map(|i| format!("shop/db{i}")).collect();
+        let message = in_use_message(&many);
+        assert!(
+            message.contains("(5 still do: shop/db1, shop/db2, shop/db3 and 2 more)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn databases_keep_using_a_server_that_waits_for_them_to_be_deleted() {
+        assert!(serves_databases(&server_with((true, "Ready"), true, false)));
+        assert!(serves_databases(&server_with((false, IN_USE), true, true)));
+        // Never reached: cleanup could not connect either, so it waits like provisioning does.
+        assert!(!serves_databases(&server_with(
+            (false, IN_USE),
+            false,
+            true
+        )));
+        assert!(!serves_databases(&server_with(
+            (false, "WaitingForServer"),
+            false,
+            false
+        )));
+        assert!(!serves_databases(&server_with(
+            (false, "WaitingForServer"),
+            true,
+            true
+        )));
+    }
 }

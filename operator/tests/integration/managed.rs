@@ -303,3 +303,46 @@ async fn a_managed_servers_volume_and_namespace_cannot_change_once_it_runs() {
     h.wait_server_gone(&name).await;
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_dedicated_databases_volume_size_cannot_change_once_its_server_exists() {
+    let h = Harness::start("silo-dedicated-size").await;
+    h.create(
+        &DatabaseFixture::dedicated(Engine::Postgres)
+            .owner("fixed")
+            .build("fixed"),
+    )
+    .await;
+    let statefulsets = Api::<StatefulSet>::namespaced(h.client.clone(), h.ns());
+    get_eventually(&statefulsets, "fixed-dbserver").await;
+    h.databases()
+        .patch(
+            "fixed",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "spec": { "server": { "dedicated": { "storage": { "size": "3Gi" } } } } }),
+            ),
+        )
+        .await
+        .unwrap();
+    let ready = eventually("Ready=False/InvalidSpec", || {
+        let api = h.databases();
+        async move {
+            let db = api.get("fixed").await.ok()?;
+            db.status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.reason == "InvalidSpec")
+        }
+    })
+    .await;
+    assert!(
+        ready.message.starts_with(
+            "spec.server.dedicated.storage.size cannot change after creation (was 1Gi)"
+        ),
+        "{}",
+        ready.message
+    );
+    h.delete_and_wait("fixed").await;
+    h.finish().await;
+}
