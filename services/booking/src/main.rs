@@ -1,30 +1,10 @@
-//! booking-service: reads its configuration from the environment and runs until SIGTERM.
+//! booking-service binary: configuration from the environment, run until SIGTERM.
 
+use booking_service::startup::SERVICE;
 use booking_service::{Application, BookingConfig};
-use silo_kit::config::Env;
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let env = Env::process();
-    let json_logs = env.optional("LOG_FORMAT").as_deref() == Some("json");
-    silo_kit::telemetry::init("booking-service", json_logs);
-    let config = match BookingConfig::from_env(&env) {
-        Ok(config) => config,
-        Err(error) => {
-            tracing::error!(error = %error, "invalid configuration");
-            return ExitCode::FAILURE;
-        }
-    };
-    let application = match Application::build(config).await {
-        Ok(application) => application,
-        Err(error) => {
-            tracing::error!(error = %error, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
-    tokio::spawn(application.shutdown_handle().trigger_on_os_signal());
-    application.run_until_stopped().await;
-    tracing::info!("stopped");
-    ExitCode::SUCCESS
+    silo_kit::startup::run_main(SERVICE.name, BookingConfig::from_env, Application::build).await
 }

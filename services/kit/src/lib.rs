@@ -33,6 +33,9 @@
 //!   `address()`, `shutdown_handle()`, `run_until_stopped()`, `stop()`).
 //! - [`shutdown`]: [`shutdown::Shutdown`], fired on SIGTERM.
 //! - [`retry`]: [`retry::RetryPolicy`] for start-up connections.
+//! - [`startup`]: what every service's start-up shares: [`startup::Launch`] (broker and own
+//!   stream, PostgreSQL with migrations, relay/consumer/task spawning, readiness, `serve`)
+//!   and `run_main` (a binary's whole `main`).
 
 pub mod auth;
 pub mod broker;
@@ -51,4 +54,5 @@ pub mod readiness;
 pub mod retry;
 pub mod service;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;

@@ -2,13 +2,16 @@
 //! (relay, consumers), all stopped by one [`Shutdown`].
 //!
 //! A service's `Application::build` binds with [`bind`], spawns its
-//! background tasks, then wraps everything in a [`RunningService`]; tests and
-//! binaries use its address, shutdown handle and `run_until_stopped`/`stop`.
+//! background tasks, then wraps everything in a [`RunningService`] (usually
+//! through [`crate::startup::Launch::serve`]); tests and binaries use its
+//! address, shutdown handle and `run_until_stopped`/`stop`, which take `&self`
+//! so that an `Application` can hand them out by `Deref`.
 
 use crate::shutdown::Shutdown;
 use axum::Router;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 /// The listen address could not be bound.
@@ -37,7 +40,8 @@ pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), Bind
 pub struct RunningService {
     address: SocketAddr,
     shutdown: Shutdown,
-    tasks: Vec<JoinHandle<()>>,
+    /// Emptied by the first `run_until_stopped`; later callers wait on the lock until it is done.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl RunningService {
@@ -60,7 +64,7 @@ impl RunningService {
         Self {
             address,
             shutdown,
-            tasks,
+            tasks: Mutex::new(tasks),
         }
     }
 
@@ -75,8 +79,9 @@ impl RunningService {
     }
 
     /// Waits until the server and every task have stopped (after the shutdown signal).
-    pub async fn run_until_stopped(self) {
-        for task in self.tasks {
+    pub async fn run_until_stopped(&self) {
+        let mut tasks = self.tasks.lock().await;
+        for task in tasks.drain(..) {
             if let Err(error) = task.await {
                 tracing::error!(error = %error, "service task failed");
             }
@@ -85,7 +90,7 @@ impl RunningService {
 
     /// Stops taking requests, lets in-flight requests and the current outbox
     /// batch finish, and waits for everything to stop.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         self.shutdown.trigger();
         self.run_until_stopped().await;
     }
@@ -133,7 +138,7 @@ mod tests {
         });
         entered_rx.await.unwrap();
         shutdown.trigger();
-        let stopped = tokio::spawn(service.run_until_stopped());
+        let stopped = tokio::spawn(async move { service.run_until_stopped().await });
         // The listener is closed once shutdown begins; new connections fail.
         let mut refused = false;
         for _ in 0..200 {

@@ -4,6 +4,8 @@
 use crate::gateway::{ChargeRequest, GatewayError, PaymentGateway};
 use crate::payment::{BookingState, ChargeResult, NewPayment, Payment, PaymentStatus};
 use crate::store::{Effect, InboxMark, OutboxEntry, PaymentStore, StoreError};
+use chrono::{DateTime, Utc};
+use silo_kit::correlation::CorrelationId;
 use silo_kit::events::{
     BookingCancelled, BookingConfirmed, BookingCreated, Envelope, Event, EventError, PaymentFailed,
     PaymentSucceeded, RefundRequested, UserEmailChanged,
@@ -37,6 +39,15 @@ impl ChargingError {
 pub struct Charging {
     store: Arc<dyn PaymentStore>,
     gateway: Arc<dyn PaymentGateway>,
+}
+
+/// What one recovery pass did (see [`Charging::settle_abandoned`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Abandoned attempts taken over.
+    pub claimed: usize,
+    /// Of those, the ones whose outcome this pass recorded.
+    pub settled: usize,
 }
 
 /// Wraps `event` for the outbox.
@@ -170,6 +181,47 @@ impl Charging {
                 "the payment changed while it was retried".into(),
             ))),
         }
+    }
+
+    /// Takes over up to `limit` `PENDING` payments whose attempt was claimed before
+    /// `abandoned_before` (the claimer crashed) and settles each as its claimer would have:
+    /// the same charge request again (same idempotency key: no second capture), then the
+    /// outcome with its event in one store transaction. An attempt the gateway cannot answer
+    /// now keeps this pass's claim and is taken over again once that claim is abandoned too.
+    pub async fn settle_abandoned(
+        &self,
+        abandoned_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Recovered, ChargingError> {
+        let claimed = self.store.claim_abandoned(abandoned_before, limit).await?;
+        let mut recovered = Recovered {
+            claimed: claimed.len(),
+            settled: 0,
+        };
+        for payment in &claimed {
+            let result = match self.charge(payment).await {
+                Ok(result) => result,
+                Err(error) => {
+                    tracing::warn!(payment_id = %payment.id, error = %error, "abandoned charge attempt left for a later pass");
+                    continue;
+                }
+            };
+            // The request that started the attempt is gone; the saga's id still ties the
+            // event to the booking that caused it.
+            let correlation_id = match payment.metadata["correlationId"].as_str() {
+                Some(id) => id.to_string(),
+                None => CorrelationId::generate().as_str().to_string(),
+            };
+            let event = self.result_event(payment, &result, &correlation_id)?;
+            let outcome = self
+                .store
+                .complete_charge(payment.id, payment.attempts, &result, &event, None)
+                .await?;
+            if matches!(outcome, Effect::Applied(_)) {
+                recovered.settled += 1;
+            }
+        }
+        Ok(recovered)
     }
 
     /// `RefundRequested`: gives back a succeeded payment of a cancelled booking.

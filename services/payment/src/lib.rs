@@ -7,6 +7,7 @@ pub mod config;
 pub mod consumers;
 pub mod gateway;
 pub mod payment;
+pub mod recovery;
 pub mod startup;
 pub mod store;
 

@@ -8,34 +8,22 @@ use crate::consumers::{BookingEvents, CONSUMER_NAME, StoreDeadLetters, UserEvent
 use crate::gateway::{PaymentGateway, SimulatedGateway};
 use crate::store::{MongoPaymentStore, PaymentStore, PgPaymentStore, StoreError};
 use silo_kit::auth::TokenVerifier;
-use silo_kit::broker::{self, BrokerError};
-use silo_kit::consumer::{Consumer, ConsumerConfig};
+use silo_kit::broker::BrokerError;
 use silo_kit::events::StreamKind;
-use silo_kit::http::{Operations, serve, service_router};
-use silo_kit::metrics::Metrics;
 use silo_kit::outbox::mongo::MongoOutbox;
-use silo_kit::outbox::postgres::PgOutbox;
-use silo_kit::outbox::{Relay, RelayConfig};
 use silo_kit::postgres::DatabaseError;
-use silo_kit::readiness::{MongoCheck, NatsCheck, PostgresCheck, Readiness};
+use silo_kit::readiness::MongoCheck;
 use silo_kit::retry::RetryPolicy;
-use silo_kit::shutdown::Shutdown;
-use std::net::SocketAddr;
+use silo_kit::service::{BindError, RunningService};
+use silo_kit::startup::{Launch, ServiceIdentity};
+use std::ops::Deref;
 use std::sync::Arc;
-use tokio::task::JoinHandle;
 
-/// Connections of the PostgreSQL pool.
-const POOL_SIZE: u32 = 16;
-/// Events handled at once per consumer: commits wait on the disk, so overlapping them (group
-/// commit) is what lets the saga keep up; the pool bounds the database work.
-const CONSUMER_CONCURRENCY: usize = 32;
-
-fn consumer_config(stream: StreamKind) -> ConsumerConfig {
-    ConsumerConfig {
-        concurrency: CONSUMER_CONCURRENCY,
-        ..ConsumerConfig::new(CONSUMER_NAME, stream)
-    }
-}
+/// payment-service's name (also its durable consumers') and the stream it produces.
+pub const SERVICE: ServiceIdentity = ServiceIdentity {
+    name: CONSUMER_NAME,
+    produces: StreamKind::Payments,
+};
 
 /// payment-service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,27 +54,20 @@ pub enum StartupError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {address}: {reason}")]
-    Bind {
-        /// The address.
-        address: SocketAddr,
-        /// The OS error.
-        reason: String,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
-/// A running payment-service.
+/// A running payment-service: its [`RunningService`] (address, shutdown, stop) and its store.
 pub struct Application {
-    address: SocketAddr,
-    shutdown: Shutdown,
-    tasks: Vec<JoinHandle<()>>,
+    service: RunningService,
     store: Arc<dyn PaymentStore>,
 }
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
-            .field("address", &self.address)
+            .field("service", &self.service)
             .finish()
     }
 }
@@ -106,7 +87,8 @@ impl Application {
         Self::build_with_gateway(config, gateway).await
     }
 
-    /// Starts the service charging through `gateway`.
+    /// Starts the service charging through `gateway`: the store chosen by the `DATABASE_URL`
+    /// scheme, its relay, the consumers, the recovery of abandoned charges and the HTTP server.
     pub async fn build_with_gateway(
         config: PaymentConfig,
         gateway: Arc<dyn PaymentGateway>,
@@ -115,122 +97,48 @@ impl Application {
         if !is_postgres(url) && !is_mongo(url) {
             return Err(StartupError::UnsupportedDatabase);
         }
-        let metrics = Metrics::new();
-        let shutdown = Shutdown::new();
-        let retry = RetryPolicy::within(config.startup_timeout);
-        let client = broker::connect(&config.base.broker_url, "payment-service", retry).await?;
-        let jetstream = broker::jetstream(client.clone());
-        config
-            .namespace
-            .ensure_stream(&jetstream, StreamKind::Payments)
-            .await
-            .map_err(|e| BrokerError::Stream {
-                stream: config.namespace.stream_name(StreamKind::Payments),
-                reason: e.to_string(),
-            })?;
-        let mut tasks = Vec::new();
-        let relay_config = RelayConfig::default();
-        let (store, readiness): (Arc<dyn PaymentStore>, Readiness) = if is_postgres(url) {
-            let pool =
-                silo_kit::postgres::connect(&config.base.database_url, POOL_SIZE, retry).await?;
-            let store = PgPaymentStore::connect(pool.clone()).await?;
-            let readiness = Readiness::new().with(PostgresCheck(pool.clone()));
-            let relay = Relay::new(
-                PgOutbox::new(pool),
-                jetstream.clone(),
-                config.namespace.clone(),
-                relay_config,
-                metrics.clone(),
-            );
-            tasks.push(tokio::spawn(relay.run(shutdown.clone())));
-            (Arc::new(store), readiness)
+        let timeout = config.startup_timeout;
+        let mut launch =
+            Launch::connect(&SERVICE, &config.base, &config.namespace, timeout).await?;
+        let store: Arc<dyn PaymentStore> = if is_postgres(url) {
+            let pool = launch.postgres(PgPaymentStore::migrations()).await?;
+            Arc::new(PgPaymentStore::new(pool))
         } else {
-            let store = connect_mongo(url, retry).await?;
-            let readiness = Readiness::new().with(MongoCheck(store.database().clone()));
-            let relay = Relay::new(
-                MongoOutbox::new(store.database()),
-                jetstream.clone(),
-                config.namespace.clone(),
-                relay_config,
-                metrics.clone(),
-            );
-            tasks.push(tokio::spawn(relay.run(shutdown.clone())));
-            (Arc::new(store), readiness)
+            let store = connect_mongo(url, launch.retry()).await?;
+            launch.spawn_relay(MongoOutbox::new(store.database()));
+            launch.check(MongoCheck(store.database().clone()));
+            Arc::new(store)
         };
         let charging = Charging::new(store.clone(), gateway);
-        let bookings = Consumer::new(
-            jetstream.clone(),
-            config.namespace.clone(),
-            consumer_config(StreamKind::Bookings),
-            BookingEvents::new(charging.clone()),
+        let bookings = BookingEvents::new(charging.clone());
+        launch.spawn_consumer(
+            StreamKind::Bookings,
+            bookings,
             StoreDeadLetters(store.clone()),
-            metrics.clone(),
         );
-        let users = Consumer::new(
-            jetstream.clone(),
-            config.namespace.clone(),
-            consumer_config(StreamKind::Users),
-            UserEvents::new(charging.clone()),
-            StoreDeadLetters(store.clone()),
-            metrics.clone(),
-        );
-        tasks.push(tokio::spawn(bookings.run(shutdown.clone())));
-        tasks.push(tokio::spawn(users.run(shutdown.clone())));
+        let users = UserEvents::new(charging.clone());
+        launch.spawn_consumer(StreamKind::Users, users, StoreDeadLetters(store.clone()));
+        let recovering = charging.clone();
+        launch.spawn(|shutdown| crate::recovery::run(recovering, shutdown));
         let verifier = TokenVerifier::remote(&config.user_service_url);
-        let listener = tokio::net::TcpListener::bind(config.base.listen_addr)
-            .await
-            .map_err(|e| StartupError::Bind {
-                address: config.base.listen_addr,
-                reason: e.to_string(),
-            })?;
-        let address = listener.local_addr().map_err(|e| StartupError::Bind {
-            address: config.base.listen_addr,
-            reason: e.to_string(),
-        })?;
-        let router = service_router(
-            api::routes().with_state(ApiState { charging, verifier }),
-            Operations::new(metrics.clone(), readiness.with(NatsCheck(client))),
-        );
-        tasks.push(tokio::spawn(serve_logged(
-            listener,
-            router,
-            shutdown.clone(),
-        )));
-        tracing::info!(%address, "payment-service listening");
-        Ok(Self {
-            address,
-            shutdown,
-            tasks,
-            store,
-        })
-    }
-
-    /// The bound address.
-    pub fn address(&self) -> SocketAddr {
-        self.address
+        let routes = api::routes().with_state(ApiState { charging, verifier });
+        let service = launch.serve(routes).await?;
+        Ok(Self { service, store })
     }
 
     /// The store (tests inspect it).
     pub fn store(&self) -> &Arc<dyn PaymentStore> {
         &self.store
     }
+}
 
-    /// A handle that stops the service when triggered (binaries wire it to SIGTERM).
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
+/// The application is its running service plus what tests inspect: `address()`,
+/// `shutdown_handle()`, `run_until_stopped()` and `stop()` come from [`RunningService`].
+impl Deref for Application {
+    type Target = RunningService;
 
-    /// Waits until every part has stopped (after the shutdown signal).
-    pub async fn run_until_stopped(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
-
-    /// Stops taking requests, finishes in-flight work, and waits for it.
-    pub async fn stop(self) {
-        self.shutdown.trigger();
-        self.run_until_stopped().await;
+    fn deref(&self) -> &RunningService {
+        &self.service
     }
 }
 
@@ -249,10 +157,4 @@ async fn connect_mongo(url: &str, retry: RetryPolicy) -> Result<MongoPaymentStor
             attempts,
             reason: error.to_string(),
         })
-}
-
-async fn serve_logged(listener: tokio::net::TcpListener, router: axum::Router, shutdown: Shutdown) {
-    if let Err(error) = serve(listener, router, shutdown).await {
-        tracing::error!(error = %error, "HTTP server failed");
-    }
 }

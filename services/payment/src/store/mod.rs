@@ -77,7 +77,8 @@ pub enum StoreError {
 /// Where payments, their outbox, inbox and dead letters live.
 #[async_trait::async_trait]
 pub trait PaymentStore: Send + Sync + 'static {
-    /// Stores a `PENDING` payment for the booking, or returns the payment the booking already has.
+    /// Stores a `PENDING` payment for the booking with its first attempt claimed now, or returns
+    /// the payment the booking already has.
     async fn open(&self, new: NewPayment) -> Result<Payment, StoreError>;
 
     /// Records the result of charge attempt `attempt` on a `PENDING` payment, with its event and
@@ -93,8 +94,17 @@ pub trait PaymentStore: Send + Sync + 'static {
     ) -> Result<Effect<Payment>, StoreError>;
 
     /// Moves a `FAILED` payment of a still-`PENDING` booking back to `PENDING` for one more
-    /// attempt; `Conflict` otherwise.
+    /// attempt, claimed now; `Conflict` otherwise. ([`Self::open`] claims the first attempt.)
     async fn start_retry(&self, payment_id: Uuid) -> Result<Payment, StoreError>;
+
+    /// Takes over up to `limit` `PENDING` payments whose current attempt was claimed before
+    /// `claimed_before` (their claimer is presumed dead): claims them again, now, so no other
+    /// recovery takes them meanwhile, and returns them (same attempt number).
+    async fn claim_abandoned(
+        &self,
+        claimed_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Payment>, StoreError>;
 
     /// Marks the booking's `SUCCEEDED` payment `REFUNDED` (other payments are left as they are).
     async fn refund(

@@ -48,6 +48,9 @@ struct PaymentDocument {
     booking_status: BookingState,
     created_at: BsonDateTime,
     updated_at: BsonDateTime,
+    /// When the current attempt of a `PENDING` payment was claimed (see `claim_abandoned`).
+    #[serde(default)]
+    claimed_at: Option<BsonDateTime>,
     metadata: Document,
 }
 
@@ -88,6 +91,8 @@ impl PaymentDocument {
             booking_status: payment.booking_status,
             created_at: to_bson_time(payment.created_at),
             updated_at: to_bson_time(payment.updated_at),
+            claimed_at: (payment.status == PaymentStatus::Pending)
+                .then(|| to_bson_time(payment.updated_at)),
             metadata,
         })
     }
@@ -161,6 +166,13 @@ impl MongoPaymentStore {
             .await?;
         self.payments
             .create_index(IndexModel::builder().keys(doc! { "userId": 1 }).build())
+            .await?;
+        self.payments
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "status": 1, "claimedAt": 1 })
+                    .build(),
+            )
             .await?;
         silo_kit::outbox::mongo::ensure_indexes(&self.database).await?;
         silo_kit::inbox::mongo::ensure_indexes(&self.database).await?;
@@ -290,13 +302,14 @@ impl PaymentStore for MongoPaymentStore {
     }
 
     async fn start_retry(&self, payment_id: Uuid) -> Result<Payment, StoreError> {
+        let now = to_bson_time(now_millis());
         let updated = self
             .payments
             .find_one_and_update(
                 doc! { "_id": payment_id.to_string(), "status": "FAILED", "bookingStatus": "PENDING" },
                 doc! {
                     "$set": { "status": "PENDING", "failureReason": Bson::Null,
-                              "updatedAt": to_bson_time(now_millis()) },
+                              "updatedAt": now, "claimedAt": now },
                     "$inc": { "attempts": 1 },
                 },
             )
@@ -309,6 +322,39 @@ impl PaymentStore for MongoPaymentStore {
                 payment_id,
             )),
         }
+    }
+
+    async fn claim_abandoned(
+        &self,
+        claimed_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Payment>, StoreError> {
+        // One document at a time: each take-over is atomic, so two recoveries never take the
+        // same attempt. Ids taken in this pass are excluded, as their fresh claim may still be
+        // older than `claimed_before`.
+        let mut taken: Vec<Payment> = Vec::new();
+        while taken.len() < limit {
+            let ids: Vec<String> = taken.iter().map(|p| p.id.to_string()).collect();
+            let found = self
+                .payments
+                .find_one_and_update(
+                    doc! {
+                        "status": "PENDING",
+                        // Also matches a missing claim (documents written before claims).
+                        "claimedAt": { "$not": { "$gte": to_bson_time(claimed_before) } },
+                        "_id": { "$nin": ids },
+                    },
+                    doc! { "$set": { "claimedAt": to_bson_time(now_millis()) } },
+                )
+                .sort(doc! { "claimedAt": 1 })
+                .return_document(ReturnDocument::After)
+                .await?;
+            match found {
+                Some(document) => taken.push(document.into_payment()?),
+                None => break,
+            }
+        }
+        Ok(taken)
     }
 
     async fn refund(

@@ -24,8 +24,18 @@ const PAYMENT_COLUMNS: &str = "id, booking_id, user_id, user_email, user_email_a
 impl PgPaymentStore {
     /// Runs the embedded migrations and returns the store.
     pub async fn connect(pool: PgPool) -> Result<Self, StoreError> {
-        silo_kit::postgres::migrate(&pool, sqlx::migrate!("./migrations")).await?;
-        Ok(Self { pool })
+        silo_kit::postgres::migrate(&pool, Self::migrations()).await?;
+        Ok(Self::new(pool))
+    }
+
+    /// The store over a database the [`Self::migrations`] have been run on.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The store's embedded migrations (the kit's tables come with `silo_kit::postgres::migrate`).
+    pub fn migrations() -> sqlx::migrate::Migrator {
+        sqlx::migrate!("./migrations")
     }
 
     /// The pool, for the outbox relay and readiness checks.
@@ -110,8 +120,9 @@ impl PaymentStore for PgPaymentStore {
         let payment = new.into_payment();
         let sql = format!(
             "INSERT INTO payments (id, booking_id, user_id, user_email, amount, currency, status, \
-             attempts, booking_status, created_at, updated_at, metadata, user_email_as_of) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
+             attempts, booking_status, created_at, updated_at, claimed_at, metadata, \
+             user_email_as_of) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11, $12) \
              ON CONFLICT (booking_id) DO NOTHING RETURNING {PAYMENT_COLUMNS}"
         );
         let inserted = sqlx::query(&sql)
@@ -183,7 +194,7 @@ impl PaymentStore for PgPaymentStore {
     async fn start_retry(&self, payment_id: Uuid) -> Result<Payment, StoreError> {
         let sql = format!(
             "UPDATE payments SET status = 'PENDING', attempts = attempts + 1, \
-             failure_reason = NULL, updated_at = $2 \
+             failure_reason = NULL, updated_at = $2, claimed_at = $2 \
              WHERE id = $1 AND status = 'FAILED' AND booking_status = 'PENDING' \
              RETURNING {PAYMENT_COLUMNS}"
         );
@@ -196,6 +207,28 @@ impl PaymentStore for PgPaymentStore {
             Some(row) => payment_from_row(&row),
             None => Err(retry_refusal(self.get(payment_id).await?, payment_id)),
         }
+    }
+
+    async fn claim_abandoned(
+        &self,
+        claimed_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Payment>, StoreError> {
+        // SKIP LOCKED: a payment another recovery is taking over right now is left to it.
+        let sql = format!(
+            "UPDATE payments SET claimed_at = $2 WHERE id IN ( \
+                 SELECT id FROM payments \
+                 WHERE status = 'PENDING' AND (claimed_at IS NULL OR claimed_at < $1) \
+                 ORDER BY claimed_at NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING {PAYMENT_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(claimed_before)
+            .bind(now_millis())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(payment_from_row).collect()
     }
 
     async fn refund(

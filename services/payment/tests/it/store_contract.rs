@@ -1,6 +1,8 @@
 //! One contract for every `PaymentStore`: each check runs against PostgreSQL, and against
 //! MongoDB when `SILO_MONGODB_URL` is set (skipped visibly otherwise).
 
+use payment_service::charging::{Charging, Recovered, idempotency_key};
+use payment_service::gateway::{ChargeRequest, PaymentGateway, SimulatedGateway};
 use payment_service::payment::{
     BookingState, ChargeResult, NewPayment, PaymentMethod, PaymentStatus,
 };
@@ -18,6 +20,7 @@ use uuid::Uuid;
 pub trait Harness: Send + Sync {
     fn store(&self) -> Arc<dyn PaymentStore>;
     async fn outbox_event_ids(&self) -> Vec<Uuid>;
+    async fn outbox_event_types(&self) -> Vec<String>;
     async fn dead_letter_count(&self) -> u64;
 }
 
@@ -33,6 +36,12 @@ impl Harness for PgHarness {
     }
     async fn outbox_event_ids(&self) -> Vec<Uuid> {
         sqlx::query_scalar("SELECT event_id FROM outbox ORDER BY seq")
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
+    }
+    async fn outbox_event_types(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq")
             .fetch_all(self.store.pool())
             .await
             .unwrap()
@@ -64,15 +73,11 @@ impl Drop for MongoHarness {
     }
 }
 
-#[async_trait::async_trait]
-impl Harness for MongoHarness {
-    fn store(&self) -> Arc<dyn PaymentStore> {
-        self.store.clone()
-    }
-    async fn outbox_event_ids(&self) -> Vec<Uuid> {
+impl MongoHarness {
+    /// The outbox documents in insertion order.
+    async fn outbox_documents(&self) -> Vec<mongodb::bson::Document> {
         use futures::TryStreamExt;
-        let documents: Vec<mongodb::bson::Document> = self
-            .store
+        self.store
             .database()
             .collection::<mongodb::bson::Document>("outbox")
             .find(mongodb::bson::doc! {})
@@ -81,10 +86,27 @@ impl Harness for MongoHarness {
             .unwrap()
             .try_collect()
             .await
-            .unwrap();
-        documents
+            .unwrap()
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for MongoHarness {
+    fn store(&self) -> Arc<dyn PaymentStore> {
+        self.store.clone()
+    }
+    async fn outbox_event_ids(&self) -> Vec<Uuid> {
+        self.outbox_documents()
+            .await
             .iter()
             .map(|d| Uuid::parse_str(d.get_str("eventId").unwrap()).unwrap())
+            .collect()
+    }
+    async fn outbox_event_types(&self) -> Vec<String> {
+        self.outbox_documents()
+            .await
+            .iter()
+            .map(|d| d.get_str("eventType").unwrap().to_string())
             .collect()
     }
     async fn dead_letter_count(&self) -> u64 {
@@ -163,6 +185,32 @@ fn event(kind: &str) -> OutboxEntry {
             data: serde_json::json!({}),
         },
     }
+}
+
+/// Records `result` as the outcome of `attempt`, with its event, as a retry (no inbox mark).
+async fn record_outcome(
+    store: &dyn PaymentStore,
+    payment_id: Uuid,
+    attempt: i32,
+    result: ChargeResult,
+) -> Effect<payment_service::payment::Payment> {
+    let kind = match result {
+        ChargeResult::Succeeded { .. } => "PaymentSucceeded",
+        ChargeResult::Declined { .. } => "PaymentFailed",
+    };
+    store
+        .complete_charge(payment_id, attempt, &result, &event(kind), None)
+        .await
+        .unwrap()
+}
+
+/// The (id, attempt) of each payment `claim_abandoned(claimed_before)` takes over.
+async fn take_over(
+    store: &dyn PaymentStore,
+    claimed_before: chrono::DateTime<chrono::Utc>,
+) -> Vec<(Uuid, i32)> {
+    let taken = store.claim_abandoned(claimed_before, 10).await.unwrap();
+    taken.iter().map(|p| (p.id, p.attempts)).collect()
 }
 
 fn inbox() -> InboxMark {
@@ -341,6 +389,113 @@ pub mod checks {
         assert!(message.contains("CANCELLED"), "{message}");
     }
 
+    pub async fn only_an_abandoned_attempt_is_taken_over_and_it_is_claimed_afresh(
+        h: Box<dyn Harness>,
+    ) {
+        let store = h.store();
+        let store = &*store;
+        let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+        // A cut-off in the future stands for "this much later": every claim made now is old.
+        let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+        let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        let opened = "opening a payment claims its first attempt";
+        assert!(take_over(store, an_hour_ago).await.is_empty(), "{opened}");
+        assert_eq!(take_over(store, later).await, [(payment.id, 1)]);
+        let status = store.get(payment.id).await.unwrap().unwrap().status;
+        assert_eq!(status, PaymentStatus::Pending);
+        let afresh = "a take-over claims the attempt afresh";
+        assert!(take_over(store, an_hour_ago).await.is_empty(), "{afresh}");
+
+        record_outcome(store, payment.id, 1, declined()).await;
+        let settled = "a settled payment is never taken over";
+        assert!(take_over(store, later).await.is_empty(), "{settled}");
+        store.start_retry(payment.id).await.unwrap();
+        let retried = "a retry claims its attempt";
+        assert!(take_over(store, an_hour_ago).await.is_empty(), "{retried}");
+        assert_eq!(take_over(store, later).await, [(payment.id, 2)]);
+    }
+
+    pub async fn abandoned_attempts_are_taken_over_at_most_limit_at_a_time(h: Box<dyn Harness>) {
+        let store = h.store();
+        let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+        let mut opened = Vec::new();
+        for amount in [10, 20, 30] {
+            opened.push(
+                store
+                    .open(new_payment(Uuid::new_v4(), amount))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        assert_eq!(store.claim_abandoned(later, 2).await.unwrap().len(), 2);
+        let mut all: Vec<Uuid> = store
+            .claim_abandoned(later, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        all.sort();
+        opened.sort();
+        assert_eq!(all, opened, "each is taken over once per pass");
+    }
+
+    pub async fn a_retry_that_crashed_after_charging_is_settled_once_by_recovery(
+        h: Box<dyn Harness>,
+    ) {
+        let store = h.store();
+        let gateway = Arc::new(SimulatedGateway::default());
+        let charging = Charging::new(store.clone(), gateway.clone());
+        let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        record_outcome(&*store, payment.id, 1, declined()).await;
+        // The retry claims attempt 2 and the gateway captures it; then the process dies
+        // before the outcome is recorded.
+        let claimed = store.start_retry(payment.id).await.unwrap();
+        let request = ChargeRequest {
+            idempotency_key: idempotency_key(&claimed),
+            amount: claimed.amount,
+            currency: claimed.currency.clone(),
+        };
+        gateway.charge(&request).await.unwrap();
+        drop(claimed);
+        assert_eq!(gateway.captures(), 1);
+
+        let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+        let recovered = charging.settle_abandoned(later, 10).await.unwrap();
+        assert_eq!(
+            recovered,
+            Recovered {
+                claimed: 1,
+                settled: 1
+            }
+        );
+        let settled = store.get(payment.id).await.unwrap().unwrap();
+        assert_eq!(settled.status, PaymentStatus::Succeeded);
+        assert_eq!(settled.attempts, 2);
+        assert!(settled.transaction_id.is_some());
+        assert_eq!(
+            gateway.captures(),
+            1,
+            "the same request is not captured twice"
+        );
+        assert_eq!(
+            h.outbox_event_types().await,
+            ["PaymentFailed", "PaymentSucceeded"]
+        );
+
+        // Another pass, or the crashed claimer turning out to be merely slow, changes nothing.
+        let again = charging.settle_abandoned(later, 10).await.unwrap();
+        assert_eq!(again, Recovered::default());
+        let late = record_outcome(&*store, payment.id, 2, succeeded()).await;
+        assert_eq!(late, Effect::Duplicate);
+        assert_eq!(
+            h.outbox_event_types().await,
+            ["PaymentFailed", "PaymentSucceeded"]
+        );
+        assert_eq!(gateway.captures(), 1);
+    }
+
     pub async fn a_refund_marks_only_a_succeeded_payment(h: Box<dyn Harness>) {
         let store = h.store();
         let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
@@ -494,6 +649,9 @@ contract!(
     a_completed_attempt_is_not_completed_again,
     a_failed_payment_of_a_pending_booking_can_be_retried,
     retry_is_refused_unless_failed_with_a_pending_booking,
+    only_an_abandoned_attempt_is_taken_over_and_it_is_claimed_afresh,
+    abandoned_attempts_are_taken_over_at_most_limit_at_a_time,
+    a_retry_that_crashed_after_charging_is_settled_once_by_recovery,
     a_refund_marks_only_a_succeeded_payment,
     an_email_change_updates_only_that_users_payments,
     an_older_email_change_never_overwrites_a_newer_copy,
