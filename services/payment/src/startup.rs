@@ -6,6 +6,7 @@ use crate::charging::Charging;
 use crate::config::PaymentConfig;
 use crate::consumers::{BookingEvents, CONSUMER_NAME, StoreDeadLetters, UserEvents};
 use crate::gateway::{PaymentGateway, SimulatedGateway};
+use crate::recovery::{self, RecoveryPolicy};
 use crate::store::{MongoPaymentStore, PaymentStore, PgPaymentStore, StoreError};
 use silo_kit::auth::TokenVerifier;
 use silo_kit::broker::BrokerError;
@@ -119,7 +120,8 @@ impl Application {
         let users = UserEvents::new(charging.clone());
         launch.spawn_consumer(StreamKind::Users, users, StoreDeadLetters(store.clone()));
         let recovering = charging.clone();
-        launch.spawn(|shutdown| crate::recovery::run(recovering, shutdown));
+        let policy = RecoveryPolicy::default();
+        launch.spawn(move |shutdown| recovery::run(recovering, policy, shutdown));
         let verifier = TokenVerifier::remote(&config.user_service_url);
         let routes = api::routes().with_state(ApiState { charging, verifier });
         let service = launch.serve(routes).await?;

@@ -6,6 +6,7 @@ use payment_service::gateway::{ChargeRequest, PaymentGateway, SimulatedGateway};
 use payment_service::payment::{
     BookingState, ChargeResult, NewPayment, PaymentMethod, PaymentStatus,
 };
+use payment_service::recovery::{self, RecoveryPolicy};
 use payment_service::store::{
     DeadLetter, Effect, InboxMark, MongoPaymentStore, OutboxEntry, PaymentStore, PgPaymentStore,
     StoreError,
@@ -496,6 +497,42 @@ pub mod checks {
         assert_eq!(gateway.captures(), 1);
     }
 
+    pub async fn the_recovery_task_settles_a_crashed_retry_when_it_starts(h: Box<dyn Harness>) {
+        let store = h.store();
+        let gateway = Arc::new(SimulatedGateway::default());
+        let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        record_outcome(&*store, payment.id, 1, declined()).await;
+        // The retry claimed attempt 2, then the process died before charging.
+        store.start_retry(payment.id).await.unwrap();
+
+        let shutdown = silo_kit::shutdown::Shutdown::new();
+        let policy = RecoveryPolicy {
+            abandoned_after: std::time::Duration::ZERO,
+            sweep_interval: std::time::Duration::from_millis(10),
+        };
+        let charging = Charging::new(store.clone(), gateway.clone());
+        let task = tokio::spawn(recovery::run(charging, policy, shutdown.clone()));
+        let settled = crate::support::eventually("the retry settled", crate::support::WAIT, || {
+            let store = store.clone();
+            async move {
+                let found = store.get(payment.id).await.unwrap();
+                found.filter(|p| p.status != PaymentStatus::Pending)
+            }
+        })
+        .await;
+        shutdown.trigger();
+        task.await.unwrap();
+        assert_eq!(
+            (settled.status, settled.attempts),
+            (PaymentStatus::Succeeded, 2)
+        );
+        assert_eq!(gateway.captures(), 1);
+        assert_eq!(
+            h.outbox_event_types().await,
+            ["PaymentFailed", "PaymentSucceeded"]
+        );
+    }
+
     pub async fn a_refund_marks_only_a_succeeded_payment(h: Box<dyn Harness>) {
         let store = h.store();
         let payment = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
@@ -652,6 +689,7 @@ contract!(
     only_an_abandoned_attempt_is_taken_over_and_it_is_claimed_afresh,
     abandoned_attempts_are_taken_over_at_most_limit_at_a_time,
     a_retry_that_crashed_after_charging_is_settled_once_by_recovery,
+    the_recovery_task_settles_a_crashed_retry_when_it_starts,
     a_refund_marks_only_a_succeeded_payment,
     an_email_change_updates_only_that_users_payments,
     an_older_email_change_never_overwrites_a_newer_copy,
