@@ -62,20 +62,13 @@ fn bearer_token(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-/// The caller's email: the local replica first, else user-service (and remember it).
-async fn resolve_user(
+/// The caller as user-service knows them (for a caller the local replica does not know yet),
+/// remembered in the replica.
+async fn fetch_user(
     state: &ApiState,
     caller: &AuthUser,
     token: &str,
 ) -> Result<KnownUser, ApiError> {
-    if let Some(known) = state
-        .repository
-        .known_user(caller.id)
-        .await
-        .map_err(internal)?
-    {
-        return Ok(known);
-    }
     let unreachable = |e: UserServiceError| {
         tracing::warn!(error = %e, "user existence check failed");
         ApiError::unavailable(
@@ -126,12 +119,23 @@ async fn create_booking(
     Json(request): Json<CreateBookingRequest>,
 ) -> Result<Response, ApiError> {
     let new = request.validate()?;
-    let user = resolve_user(&state, &caller, bearer_token(&headers)).await?;
-    let booking = state
+    // The local replica first (its email copied by the insert itself), else user-service.
+    let stored = state
         .repository
-        .create(caller.id, &user.email, &new, &correlation)
+        .create_for_known_user(caller.id, &new, &correlation)
         .await
         .map_err(internal)?;
+    let booking = match stored {
+        Some(booking) => booking,
+        None => {
+            let user = fetch_user(&state, &caller, bearer_token(&headers)).await?;
+            state
+                .repository
+                .create(caller.id, &user.email, &new, &correlation)
+                .await
+                .map_err(internal)?
+        }
+    };
     let location = HeaderValue::from_str(&format!("/api/bookings/{}", booking.id))
         .map_err(ApiError::internal)?;
     Ok((

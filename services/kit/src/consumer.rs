@@ -388,10 +388,12 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
             .map(|v| v.as_str().to_string())
             .unwrap_or_default();
         let span = tracing::info_span!("consume", consumer = %self.config.durable_name, subject = %message.subject, correlation_id = %correlation_id, deliveries);
+        let started = std::time::Instant::now();
         let settle = self
             .decide(&message.payload, deliveries)
             .instrument(span)
             .await;
+        tracing::debug!(consumer = %self.config.durable_name, handle_us = started.elapsed().as_micros() as u64, "event handled");
         let ack = match settle {
             Settle::Ack(outcome) => {
                 self.metrics

@@ -3,10 +3,12 @@
 use crate::config::Secret;
 use crate::config::redact_credentials;
 use crate::retry::RetryPolicy;
+use sqlx::Connection;
 use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
+use std::time::Duration;
 
 /// The kit's own migrations (outbox, inbox, dead letters); versions start at
 /// 1000000001 and ignore the service's applied versions.
@@ -41,6 +43,35 @@ pub enum DatabaseError {
     Migration(#[from] MigrateError),
 }
 
+/// A connection idle for longer than this is checked with a round trip before
+/// it is handed out; one used more recently is handed out as is.
+pub const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
+
+/// The options of every pool the kit builds: `max_connections`, a 5 s acquire
+/// timeout, and a liveness round trip only for connections idle longer than
+/// [`IDLE_CHECK_AFTER`].
+///
+/// sqlx's default pings every connection on every acquire: one more round trip
+/// (and two more context switches on each side) for every statement run on the
+/// pool. A
+/// connection that broke while briefly idle fails its statement instead; the
+/// caller's error path handles that as any other database error (consumers
+/// NAK and retry, requests answer 500 once).
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_CHECK_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Connects a pool of `max_connections` to `url`, retrying within `retry`.
 pub async fn connect(
     url: &Secret,
@@ -52,9 +83,7 @@ pub async fn connect(
     let host = options.get_host().to_string();
     let port = options.get_port();
     let database = options.get_database().unwrap_or("").to_string();
-    let pool_options = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(5));
+    let pool_options = pool_options(max_connections);
     retry
         .run("postgres", || {
             pool_options.clone().connect_with(options.clone())

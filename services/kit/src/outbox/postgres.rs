@@ -5,7 +5,7 @@ use super::{Backlog, OutboxError, OutboxRecord, OutboxStore, WakeSignal};
 use crate::correlation::CorrelationId;
 use crate::events::{Envelope, Event};
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
 use uuid::Uuid;
@@ -67,10 +67,8 @@ impl PgOutbox {
         let options = (*pool.connect_options())
             .clone()
             .options([("synchronous_commit", "off")]);
-        let relay_pool = PgPoolOptions::new()
-            .max_connections(RELAY_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
+        let relay_pool =
+            crate::postgres::pool_options(RELAY_CONNECTIONS).connect_lazy_with(options);
         Self { pool: relay_pool }
     }
 }

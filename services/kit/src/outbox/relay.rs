@@ -198,6 +198,10 @@ pub struct Relay<S: OutboxStore> {
     last_cleanup: std::sync::Mutex<Option<Instant>>,
 }
 
+/// The backlog gauges are read at most this often: the query counts every
+/// unpublished record, and under load the relay makes hundreds of passes a second.
+const BACKLOG_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
 impl<S: OutboxStore> std::fmt::Debug for Relay<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Relay")
@@ -238,6 +242,7 @@ impl<S: OutboxStore> Relay<S> {
     pub async fn run(self, shutdown: Shutdown) {
         let mut signal: Option<S::Signal> = None;
         let mut backoff = self.config.backoff_min;
+        let mut backlog_reported: Option<Instant> = None;
         loop {
             if shutdown.is_triggered() {
                 break;
@@ -253,7 +258,18 @@ impl<S: OutboxStore> Relay<S> {
             // Before draining, so a broker outage does not stop the cleanup.
             self.cleanup_if_due().await;
             let drained = self.drain(&shutdown).await;
-            self.report_backlog().await;
+            // Once a second at most; a skipped report shortens the wait below
+            // instead, so the gauges are never older than the interval.
+            let report_due = backlog_reported.map_or(Duration::ZERO, |at| {
+                BACKLOG_REPORT_INTERVAL.saturating_sub(at.elapsed())
+            });
+            let next_pass = if report_due.is_zero() {
+                self.report_backlog().await;
+                backlog_reported = Some(Instant::now());
+                self.config.poll_interval
+            } else {
+                report_due.min(self.config.poll_interval)
+            };
             match drained {
                 Ok(_) => backoff = self.config.backoff_min,
                 Err(error) => {
@@ -281,7 +297,7 @@ impl<S: OutboxStore> Relay<S> {
                         signal = None;
                     }
                 }
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(next_pass) => {}
             }
         }
         tracing::info!("outbox relay stopped");
@@ -293,6 +309,7 @@ impl<S: OutboxStore> Relay<S> {
         let mut total = 0;
         let mut stream_recreated = false;
         loop {
+            let started = Instant::now();
             let claimed = self
                 .store
                 .claim_batch(self.config.batch_size, self.config.effective_lease())
@@ -301,9 +318,20 @@ impl<S: OutboxStore> Relay<S> {
             if claimed.is_empty() {
                 return Ok(total);
             }
+            let claimed_at = Instant::now();
+            let records = claimed.len();
             let outcome = self.publish_batch(claimed).await;
+            let acked_at = Instant::now();
             total += outcome.published.len();
-            match self.settle(outcome).await {
+            let settled = self.settle(outcome).await;
+            tracing::debug!(
+                records,
+                claim_us = (claimed_at - started).as_micros() as u64,
+                publish_us = (acked_at - claimed_at).as_micros() as u64,
+                settle_us = acked_at.elapsed().as_micros() as u64,
+                "outbox batch"
+            );
+            match settled {
                 Ok(()) => {}
                 Err(RelayError::StreamNotFound { stream, .. }) if !stream_recreated => {
                     // Someone deleted the stream: create it again and retry at once.
