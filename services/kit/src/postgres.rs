@@ -53,10 +53,9 @@ pub const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
 ///
 /// sqlx's default pings every connection on every acquire: one more round trip
 /// (and two more context switches on each side) for every statement run on the
-/// pool. A
-/// connection that broke while briefly idle fails its statement instead; the
-/// caller's error path handles that as any other database error (consumers
-/// NAK and retry, requests answer 500 once).
+/// pool. A connection that broke while briefly idle fails its statement
+/// instead; the caller's error path handles that as any other database error
+/// (consumers NAK and retry, requests answer 500 once).
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)

@@ -63,10 +63,17 @@ impl PgOutbox {
     /// `synchronous_commit = off`: losing a claim or a "published" mark in a
     /// crash only leads to a re-publication that JetStream and the inboxes
     /// drop, so the relay need not wait for WAL flushes on every batch.
+    ///
+    /// Its statements are planned for every execution
+    /// (`plan_cache_mode = force_custom_plan`): the outbox starts empty and
+    /// grows, and a plan cached while it was small (a sequential scan for
+    /// `event_id = ANY($1)`, chosen for a table of a few rows) stays with the
+    /// connection and makes every later "published" mark read the whole table.
     pub fn new(pool: PgPool) -> Self {
-        let options = (*pool.connect_options())
-            .clone()
-            .options([("synchronous_commit", "off")]);
+        let options = (*pool.connect_options()).clone().options([
+            ("synchronous_commit", "off"),
+            ("plan_cache_mode", "force_custom_plan"),
+        ]);
         let relay_pool =
             crate::postgres::pool_options(RELAY_CONNECTIONS).connect_lazy_with(options);
         Self { pool: relay_pool }
