@@ -59,6 +59,25 @@ impl Caches {
         (secret.resource_version().as_deref() == Some(written.as_str())).then_some(secret)
     }
 
+    /// Whether `secret` is exactly the version this process last wrote or read for the
+    /// `Database` that controls it: a watch event about it reports nothing new.
+    pub fn is_known_version(&self, secret: &Secret) -> bool {
+        let Some(owner) = secret
+            .owner_references()
+            .iter()
+            .find(|r| r.controller == Some(true) && r.kind == "Database")
+        else {
+            return false;
+        };
+        let key = format!(
+            "Database/{}/{}",
+            secret.namespace().unwrap_or_default(),
+            owner.name
+        );
+        let version = secret.resource_version();
+        version.is_some() && locked(&self.written_secrets).get(&key) == version.as_ref()
+    }
+
     /// Records the resourceVersion of the credentials Secret just written or read for `key`.
     pub fn saw_secret(&self, key: &str, resource_version: Option<String>) {
         let mut written = locked(&self.written_secrets);
@@ -126,6 +145,30 @@ mod tests {
         assert!(caches.current_secret("db", "shop", "users-db").is_some());
         caches.forget("db");
         assert!(caches.current_secret("db", "shop", "users-db").is_none());
+    }
+
+    #[test]
+    fn only_a_secret_in_a_version_this_process_wrote_is_known() {
+        let caches = Caches::default();
+        let mut owned = secret("7");
+        owned.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "silo.dev/v1alpha1".into(),
+                kind: "Database".into(),
+                name: "users".into(),
+                uid: "u-1".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+        assert!(!caches.is_known_version(&owned));
+        caches.saw_secret("Database/shop/users", Some("7".into()));
+        assert!(caches.is_known_version(&owned));
+        // Changed by somebody else, or deleted (a deletion carries a new version).
+        owned.metadata.resource_version = Some("9".into());
+        assert!(!caches.is_known_version(&owned));
+        // Not controlled by a Database: never filtered.
+        assert!(!caches.is_known_version(&secret("7")));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
@@ -23,6 +23,7 @@ use tokio::sync::watch;
 pub use caches::Caches;
 
 use crate::crd::{Database, DatabaseServer};
+use crate::engine::mongodb::MongoClientCache;
 use crate::engine::postgres::PoolCache;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -73,8 +74,10 @@ pub struct Context {
     pub config: OperatorConfig,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Admin connection pools.
+    /// PostgreSQL admin connection pools, one per server login.
     pub pools: PoolCache,
+    /// MongoDB admin clients, one per server login.
+    pub mongo_clients: MongoClientCache,
     /// Watched copies of objects the reconcilers read, and what this process last wrote.
     pub caches: Caches,
     recorder: Recorder,
@@ -94,6 +97,7 @@ impl Context {
             config,
             metrics,
             pools: PoolCache::default(),
+            mongo_clients: MongoClientCache::default(),
             caches: Caches::default(),
             failures: Mutex::new(HashMap::new()),
         }
@@ -244,11 +248,14 @@ pub async fn run_controllers_with(
         .reflect(database_writer)
         .applied_objects()
         .predicate_filter(triggers::database_intent, Default::default());
+    // The Secret this process just wrote comes back as a watch event: not a reason to run again.
+    let own_writes = ctx.clone();
     let secret_stream = watcher(secrets, owned.clone())
         .default_backoff()
         .modify(triggers::trim)
         .reflect(secret_writer)
-        .touched_objects();
+        .touched_objects()
+        .try_filter(move |secret| std::future::ready(!own_writes.caches.is_known_version(secret)));
     let database_controller = Controller::for_stream(database_stream, database_store)
         .owns_stream(secret_stream)
         .owns(statefulsets, owned.clone())

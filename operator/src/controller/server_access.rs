@@ -1,8 +1,6 @@
 //! Dereferencing a server: its admin login, its workload (for servers the operator runs), and an
 //! engine handle to provision with.
 
-use std::sync::LazyLock;
-
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
@@ -15,7 +13,7 @@ use crate::build::{
     service, statefulset,
 };
 use crate::crd::{Engine, TlsMode};
-use crate::engine::mongodb::{MongoClientCache, MongoEngine};
+use crate::engine::mongodb::MongoEngine;
 use crate::engine::postgres::PostgresEngine;
 use crate::engine::{AdminConnection, AnyEngine};
 use crate::error::Error;
@@ -63,10 +61,6 @@ pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-/// MongoDB admin clients of this process, one per server login, reused by every reconcile (the
-/// PostgreSQL counterpart is `Context::pools`).
-static MONGO_CLIENTS: LazyLock<MongoClientCache> = LazyLock::new(MongoClientCache::default);
-
 /// An engine handle for a server reached as `admin`.
 pub fn server_engine(
     ctx: &Context,
@@ -79,7 +73,7 @@ pub fn server_engine(
             AnyEngine::Postgres(PostgresEngine::new(admin, pool))
         }
         Engine::Mongodb => {
-            let client = MONGO_CLIENTS.client(&admin)?;
+            let client = ctx.mongo_clients.client(&admin)?;
             AnyEngine::Mongodb(MongoEngine::new(admin, client))
         }
     })

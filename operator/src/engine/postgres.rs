@@ -30,7 +30,7 @@ impl PoolCache {
         // The key includes a digest of the password so that a changed admin Secret gets a new
         // pool; the pool of the old password is closed and dropped.
         let login = format!("{}:{}/{}/", admin.host, admin.port, admin.username);
-        let key = format!("{login}{}", password_digest(&admin.password));
+        let key = format!("{login}{}", admin.password.digest());
         let mut pools = self
             .pools
             .lock()
@@ -53,15 +53,6 @@ impl PoolCache {
             })
             .clone()
     }
-}
-
-fn password_digest(password: &Password) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(password.expose().as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn ssl_mode(tls: TlsMode) -> PgSslMode {

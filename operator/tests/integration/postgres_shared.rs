@@ -1,5 +1,7 @@
 //! Databases on a shared, external PostgreSQL server.
 
+use std::str::FromStr;
+
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -158,6 +160,61 @@ async fn a_hand_granted_connect_is_revoked_by_the_next_reconcile() {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     );
+    h.finish().await;
+}
+
+/// Whether `role` may create in schema `public` of `database` (asked inside that database).
+async fn can_create_in_public(database: &str, role: &str) -> bool {
+    let options = sqlx::postgres::PgConnectOptions::from_str(&silo_testenv::postgres_admin_url())
+        .unwrap()
+        .database(database);
+    let mut admin = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    sqlx::query_scalar("SELECT has_schema_privilege($1, 'public', 'CREATE')")
+        .bind(role)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn schema_public_opened_by_hand_is_closed_again_by_the_next_reconcile() {
+    let h = Harness::start("silo-schema").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("owner")
+            .build("owner"),
+    )
+    .await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("other")
+            .build("other"),
+    )
+    .await;
+    let (_, database) = names_of(&h.wait_ready("owner").await);
+    let (other_role, _) = names_of(&h.wait_ready("other").await);
+    assert!(
+        !can_create_in_public(&database, &other_role).await,
+        "a new database's schema public is closed to other roles"
+    );
+
+    let options = sqlx::postgres::PgConnectOptions::from_str(&silo_testenv::postgres_admin_url())
+        .unwrap()
+        .database(&database);
+    let mut inside = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    sqlx::query("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        .execute(&mut inside)
+        .await
+        .unwrap();
+    inside.close().await.unwrap();
+    assert!(can_create_in_public(&database, &other_role).await);
+
+    nudge(&h.databases(), "owner", "test.silo.dev/nudge", "1").await;
+    eventually(
+        "CREATE on schema public to be revoked from PUBLIC",
+        || async { (!can_create_in_public(&database, &other_role).await).then_some(()) },
+    )
+    .await;
     h.finish().await;
 }
 
