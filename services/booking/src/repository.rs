@@ -268,31 +268,36 @@ impl BookingRepository {
         outcome: &PaymentOutcome,
         correlation_id: &CorrelationId,
     ) -> Result<Reaction, RepositoryError> {
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM bookings WHERE id = $1 FOR UPDATE")
-                .bind(booking_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let Some(status) = status else {
-            tracing::warn!(%booking_id, "payment outcome for an unknown booking; recorded only");
-            record_outcome(conn, event_id, booking_id, outcome, &Reaction::Record).await?;
-            return Ok(Reaction::Record);
-        };
-        let status = BookingStatus::parse(&status)
-            .ok_or_else(|| RepositoryError::Corrupt(format!("unknown status {status}")))?;
-        let reaction = react(status, outcome);
         let payment_id = outcome.payment_id();
+        // Almost every outcome finds its booking still PENDING: move it with one conditional
+        // statement, and lock and read the booking only when that does not apply.
+        let if_pending = react(BookingStatus::Pending, outcome);
+        let reaction = if move_pending(conn, booking_id, payment_id, &if_pending).await? {
+            if_pending
+        } else {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM bookings WHERE id = $1 FOR UPDATE")
+                    .bind(booking_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match status {
+                None => {
+                    tracing::warn!(%booking_id, "payment outcome for an unknown booking; recorded only");
+                    Reaction::Record
+                }
+                Some(status) => {
+                    let status = BookingStatus::parse(&status).ok_or_else(|| {
+                        RepositoryError::Corrupt(format!("unknown status {status}"))
+                    })?;
+                    let reaction = react(status, outcome);
+                    // Still PENDING only if it was created after the statement above began.
+                    move_pending(conn, booking_id, payment_id, &reaction).await?;
+                    reaction
+                }
+            }
+        };
         match &reaction {
             Reaction::Confirm => {
-                sqlx::query(
-                    "UPDATE bookings SET status = 'CONFIRMED', payment_id = $2, updated_at = $3 \
-                     WHERE id = $1",
-                )
-                .bind(booking_id)
-                .bind(payment_id)
-                .bind(now())
-                .execute(&mut *conn)
-                .await?;
                 let event = BookingConfirmed {
                     booking_id,
                     payment_id,
@@ -300,16 +305,6 @@ impl BookingRepository {
                 enqueue(&mut *conn, &event, correlation_id).await?;
             }
             Reaction::Cancel(reason) => {
-                sqlx::query(
-                    "UPDATE bookings SET status = 'CANCELLED', cancellation_reason = $2, \
-                     payment_id = $3, updated_at = $4 WHERE id = $1",
-                )
-                .bind(booking_id)
-                .bind(reason)
-                .bind(payment_id)
-                .bind(now())
-                .execute(&mut *conn)
-                .await?;
                 let event = BookingCancelled {
                     booking_id,
                     reason: reason.clone(),
@@ -448,6 +443,43 @@ fn booking_created(booking: &Booking) -> BookingCreated {
         total_amount: booking.total_amount,
         currency: booking.currency.clone(),
     }
+}
+
+/// Moves a `PENDING` booking as `reaction` says (confirm or cancel); `false` when the reaction
+/// moves nothing or the booking is not `PENDING` (or does not exist).
+async fn move_pending(
+    conn: &mut PgConnection,
+    booking_id: Uuid,
+    payment_id: Uuid,
+    reaction: &Reaction,
+) -> Result<bool, RepositoryError> {
+    let moved = match reaction {
+        Reaction::Confirm => {
+            sqlx::query(
+                "UPDATE bookings SET status = 'CONFIRMED', payment_id = $2, updated_at = $3 \
+                 WHERE id = $1 AND status = 'PENDING'",
+            )
+            .bind(booking_id)
+            .bind(payment_id)
+            .bind(now())
+            .execute(&mut *conn)
+            .await?
+        }
+        Reaction::Cancel(reason) => {
+            sqlx::query(
+                "UPDATE bookings SET status = 'CANCELLED', cancellation_reason = $2, \
+                 payment_id = $3, updated_at = $4 WHERE id = $1 AND status = 'PENDING'",
+            )
+            .bind(booking_id)
+            .bind(reason)
+            .bind(payment_id)
+            .bind(now())
+            .execute(&mut *conn)
+            .await?
+        }
+        Reaction::RequestRefund | Reaction::Record => return Ok(false),
+    };
+    Ok(moved.rows_affected() == 1)
 }
 
 async fn record_outcome(

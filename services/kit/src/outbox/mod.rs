@@ -10,9 +10,11 @@
 //! 2. publish each with `Nats-Msg-Id = eventId` and collect the JetStream
 //!    acks against one deadline for the whole batch, stopping at the first
 //!    failure — no database transaction is open meanwhile,
-//! 3. mark the acknowledged records published; record attempts and the last
-//!    error of the others, release the rest of the batch, back off
-//!    exponentially (re-creating the stream first if the broker has none).
+//! 3. mark the acknowledged records published, claiming the next batch in the
+//!    same round trip where the store can, and go on while records keep
+//!    coming; after a failure record attempts and the last error of the
+//!    others, release the rest of the batch, back off exponentially
+//!    (re-creating the stream first if the broker has none).
 //!
 //! The relay wakes on the store's [`WakeSignal`] (LISTEN/NOTIFY for
 //! PostgreSQL) and polls slowly as a fallback; published records, inbox
@@ -125,6 +127,22 @@ pub trait OutboxStore: Send + Sync + 'static {
         &self,
         event_ids: &[Uuid],
     ) -> impl Future<Output = Result<(), OutboxError>> + Send;
+
+    /// Marks `published` published and claims the next batch like
+    /// [`Self::claim_batch`]: the relay's step between two batches, done as one
+    /// round trip where the store can (PostgreSQL: one statement). The default
+    /// runs [`Self::mark_published`], then [`Self::claim_batch`].
+    fn mark_published_and_claim(
+        &self,
+        published: &[Uuid],
+        limit: usize,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Vec<OutboxRecord>, OutboxError>> + Send {
+        async move {
+            self.mark_published(published).await?;
+            self.claim_batch(limit, lease).await
+        }
+    }
 
     /// Records a failed attempt with its error, releasing the lease.
     fn mark_failed(

@@ -106,6 +106,37 @@ type ClaimedRow = (
     i64,
 );
 
+/// Claims unpublished, unleased records, oldest first (`$1` = limit, `$2` =
+/// lease in seconds).
+const CLAIM: &str = "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2) \
+     WHERE seq IN ( \
+         SELECT seq FROM outbox \
+         WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) \
+         ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+     RETURNING event_id, stream, event_type, payload, correlation_id, created_at, attempts, seq";
+
+/// Claimed rows as records, in insertion order.
+fn records_of(mut rows: Vec<ClaimedRow>) -> Result<Vec<OutboxRecord>, OutboxError> {
+    rows.sort_by_key(|row| row.7);
+    rows.into_iter()
+        .map(
+            |(event_id, stream, event_type, payload, correlation_id, created_at, attempts, _)| {
+                let payload = serde_json::to_vec(&payload)
+                    .map_err(|e| OutboxError::Corrupt(format!("{event_id}: {e}")))?;
+                Ok(OutboxRecord {
+                    event_id,
+                    stream,
+                    event_type,
+                    payload,
+                    correlation_id,
+                    created_at,
+                    attempts,
+                })
+            },
+        )
+        .collect()
+}
+
 impl OutboxStore for PgOutbox {
     type Signal = PgWakeSignal;
 
@@ -122,45 +153,36 @@ impl OutboxStore for PgOutbox {
     ) -> Result<Vec<OutboxRecord>, OutboxError> {
         // One statement = one short transaction; SKIP LOCKED lets replicas
         // claim disjoint batches without waiting on each other.
-        let mut rows: Vec<ClaimedRow> = sqlx::query_as(
-            "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2) \
-             WHERE seq IN ( \
-                 SELECT seq FROM outbox \
-                 WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) \
-                 ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING event_id, stream, event_type, payload, correlation_id, created_at, attempts, seq",
-        )
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(lease.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.sort_by_key(|row| row.7);
-        rows.into_iter()
-            .map(
-                |(
-                    event_id,
-                    stream,
-                    event_type,
-                    payload,
-                    correlation_id,
-                    created_at,
-                    attempts,
-                    _,
-                )| {
-                    let payload = serde_json::to_vec(&payload)
-                        .map_err(|e| OutboxError::Corrupt(format!("{event_id}: {e}")))?;
-                    Ok(OutboxRecord {
-                        event_id,
-                        stream,
-                        event_type,
-                        payload,
-                        correlation_id,
-                        created_at,
-                        attempts,
-                    })
-                },
-            )
-            .collect()
+        let rows: Vec<ClaimedRow> = sqlx::query_as(CLAIM)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(lease.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await?;
+        records_of(rows)
+    }
+
+    /// One statement: the data-modifying `WITH` marks the batch just
+    /// published while the claim runs on the same snapshot, in which that
+    /// batch is still leased and so is never claimed again.
+    async fn mark_published_and_claim(
+        &self,
+        published: &[Uuid],
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<OutboxRecord>, OutboxError> {
+        let sql = format!(
+            "WITH published AS ( \
+                 UPDATE outbox SET published_at = now(), claimed_until = NULL \
+                 WHERE event_id = ANY($3)) \
+             {CLAIM}"
+        );
+        let rows: Vec<ClaimedRow> = sqlx::query_as(&sql)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(lease.as_secs_f64())
+            .bind(published)
+            .fetch_all(&self.pool)
+            .await?;
+        records_of(rows)
     }
 
     async fn mark_published(&self, event_ids: &[Uuid]) -> Result<(), OutboxError> {

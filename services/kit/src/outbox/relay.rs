@@ -196,6 +196,8 @@ pub struct Relay<S: OutboxStore> {
     /// When retention cleanup last ran (checked between batches too, so it
     /// also runs while a sustained load keeps every batch full).
     last_cleanup: std::sync::Mutex<Option<Instant>>,
+    /// When the backlog gauges were last updated.
+    backlog_reported: std::sync::Mutex<Option<Instant>>,
 }
 
 /// The backlog gauges are read at most this often: the query counts every
@@ -210,6 +212,19 @@ impl<S: OutboxStore> std::fmt::Debug for Relay<S> {
             .finish()
     }
 }
+
+/// What one relay pass did.
+struct Drained {
+    /// Records published.
+    published: usize,
+    /// Whether the pass stopped with records possibly left.
+    more: bool,
+}
+
+/// Batches one pass publishes in a row before the relay reads its wake-ups
+/// (unread notifications would otherwise pile up in PostgreSQL's queue while a
+/// sustained load keeps the pass going).
+const MAX_BATCHES_PER_PASS: usize = 64;
 
 /// Outcome of publishing one claimed batch.
 struct BatchOutcome {
@@ -235,6 +250,7 @@ impl<S: OutboxStore> Relay<S> {
             config,
             metrics,
             last_cleanup: std::sync::Mutex::new(None),
+            backlog_reported: std::sync::Mutex::new(None),
         }
     }
 
@@ -242,7 +258,6 @@ impl<S: OutboxStore> Relay<S> {
     pub async fn run(self, shutdown: Shutdown) {
         let mut signal: Option<S::Signal> = None;
         let mut backoff = self.config.backoff_min;
-        let mut backlog_reported: Option<Instant> = None;
         loop {
             if shutdown.is_triggered() {
                 break;
@@ -257,21 +272,21 @@ impl<S: OutboxStore> Relay<S> {
             }
             // Before draining, so a broker outage does not stop the cleanup.
             self.cleanup_if_due().await;
-            let drained = self.drain(&shutdown).await;
-            // Once a second at most; a skipped report shortens the wait below
-            // instead, so the gauges are never older than the interval.
-            let report_due = backlog_reported.map_or(Duration::ZERO, |at| {
-                BACKLOG_REPORT_INTERVAL.saturating_sub(at.elapsed())
-            });
-            let next_pass = if report_due.is_zero() {
-                self.report_backlog().await;
-                backlog_reported = Some(Instant::now());
-                self.config.poll_interval
-            } else {
-                report_due.min(self.config.poll_interval)
+            let drained = self.drain_some(&shutdown).await;
+            // A report skipped because the last one is too recent shortens the
+            // wait below, so the gauges are never older than the interval.
+            let mut next_pass = match self.report_backlog_if_due().await {
+                Some(due_in) => due_in.min(self.config.poll_interval),
+                None => self.config.poll_interval,
             };
             match drained {
-                Ok(_) => backoff = self.config.backoff_min,
+                Ok(drained) => {
+                    backoff = self.config.backoff_min;
+                    if drained.more {
+                        // Read the wake-ups already there, then go on at once.
+                        next_pass = Duration::ZERO;
+                    }
+                }
                 Err(error) => {
                     self.metrics.count_outbox_failure(error.kind());
                     tracing::warn!(error = %error, backoff_ms = backoff.as_millis() as u64, "outbox relay pass failed; backing off");
@@ -290,6 +305,7 @@ impl<S: OutboxStore> Relay<S> {
                 }
             };
             tokio::select! {
+                biased;
                 _ = shutdown.wait() => break,
                 result = woken => {
                     if let Err(error) = result {
@@ -303,49 +319,76 @@ impl<S: OutboxStore> Relay<S> {
         tracing::info!("outbox relay stopped");
     }
 
-    /// Publishes batches until none is full or `shutdown` fires between batches;
-    /// returns how many records were published.
+    /// Publishes batches until none is left or `shutdown` fires between
+    /// batches; returns how many records were published.
     pub async fn drain(&self, shutdown: &Shutdown) -> Result<usize, RelayError> {
         let mut total = 0;
-        let mut stream_recreated = false;
         loop {
-            let started = Instant::now();
-            let claimed = self
-                .store
-                .claim_batch(self.config.batch_size, self.config.effective_lease())
-                .await?;
-            let full = claimed.len() >= self.config.batch_size;
-            if claimed.is_empty() {
+            let drained = self.drain_some(shutdown).await?;
+            total += drained.published;
+            if !drained.more || shutdown.is_triggered() {
                 return Ok(total);
             }
-            let claimed_at = Instant::now();
+        }
+    }
+
+    /// Publishes up to [`MAX_BATCHES_PER_PASS`] batches, going on while
+    /// records keep coming, or until `shutdown` fires between batches.
+    async fn drain_some(&self, shutdown: &Shutdown) -> Result<Drained, RelayError> {
+        let mut total = 0;
+        let mut stream_recreated = false;
+        let (limit, lease) = (self.config.batch_size, self.config.effective_lease());
+        let mut claimed = self.store.claim_batch(limit, lease).await?;
+        let mut batches = 0;
+        while !claimed.is_empty() {
+            batches += 1;
+            let started = Instant::now();
             let records = claimed.len();
             let outcome = self.publish_batch(claimed).await;
             let acked_at = Instant::now();
             total += outcome.published.len();
-            let settled = self.settle(outcome).await;
+            let last = shutdown.is_triggered() || batches >= MAX_BATCHES_PER_PASS;
+            if outcome.first_error.is_none() && !last {
+                // The usual step: the statement that marks this batch published
+                // also claims what was written meanwhile.
+                let published = outcome.published.len() as u64;
+                claimed = self
+                    .store
+                    .mark_published_and_claim(&outcome.published, limit, lease)
+                    .await?;
+                self.metrics.outbox_published.inc_by(published);
+            } else {
+                match self.settle(outcome).await {
+                    // Shutting down, or time to read the wake-ups: more may be waiting.
+                    Ok(()) => {
+                        return Ok(Drained {
+                            published: total,
+                            more: true,
+                        });
+                    }
+                    Err(RelayError::StreamNotFound { stream, .. }) if !stream_recreated => {
+                        // Someone deleted the stream: create it again and retry at once.
+                        self.recreate_stream(stream).await?;
+                        stream_recreated = true;
+                        claimed = self.store.claim_batch(limit, lease).await?;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
             tracing::debug!(
                 records,
-                claim_us = (claimed_at - started).as_micros() as u64,
-                publish_us = (acked_at - claimed_at).as_micros() as u64,
+                publish_us = (acked_at - started).as_micros() as u64,
                 settle_us = acked_at.elapsed().as_micros() as u64,
                 "outbox batch"
             );
-            match settled {
-                Ok(()) => {}
-                Err(RelayError::StreamNotFound { stream, .. }) if !stream_recreated => {
-                    // Someone deleted the stream: create it again and retry at once.
-                    self.recreate_stream(stream).await?;
-                    stream_recreated = true;
-                    continue;
-                }
-                Err(error) => return Err(error),
-            }
-            if !full || shutdown.is_triggered() {
-                return Ok(total);
-            }
+            // Between batches too, so a sustained load does not hold them up.
             self.cleanup_if_due().await;
+            self.report_backlog_if_due().await;
         }
+        Ok(Drained {
+            published: total,
+            more: false,
+        })
     }
 
     async fn recreate_stream(&self, kind: StreamKind) -> Result<(), RelayError> {
@@ -455,6 +498,25 @@ impl<S: OutboxStore> Relay<S> {
             return Err(error);
         }
         Ok(())
+    }
+
+    /// Updates the backlog gauges unless they were updated less than
+    /// [`BACKLOG_REPORT_INTERVAL`] ago; then returns how long until they are due.
+    async fn report_backlog_if_due(&self) -> Option<Duration> {
+        let due_in = match self.backlog_reported.lock() {
+            Ok(last) => last.map_or(Duration::ZERO, |at| {
+                BACKLOG_REPORT_INTERVAL.saturating_sub(at.elapsed())
+            }),
+            Err(_poisoned) => return Some(BACKLOG_REPORT_INTERVAL),
+        };
+        if !due_in.is_zero() {
+            return Some(due_in);
+        }
+        self.report_backlog().await;
+        if let Ok(mut last) = self.backlog_reported.lock() {
+            *last = Some(Instant::now());
+        }
+        None
     }
 
     /// Updates the backlog gauges from the store.
