@@ -76,9 +76,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// A `psql` for the admin login, the password in the environment, not on the command line.
+fn psql() -> Command {
+    let mut url = url::Url::parse(&silo_testenv::postgres_admin_url()).expect("admin URL parses");
+    let password = percent_encoding::percent_decode_str(url.password().unwrap_or_default())
+        .decode_utf8_lossy()
+        .to_string();
+    url.set_password(None).expect("URL takes no password");
+    let mut command = Command::new("psql");
+    command.arg(url.as_str()).env("PGPASSWORD", password);
+    command
+}
+
 /// The floor: N role+database pairs from `sessions` parallel psql processes.
 fn psql_floor(count: usize, sessions: usize, tag: &str) -> Duration {
-    let url = silo_testenv::postgres_admin_url();
     let started = Instant::now();
     let children: Vec<_> = (0..sessions)
         .map(|s| {
@@ -89,8 +100,8 @@ fn psql_floor(count: usize, sessions: usize, tag: &str) -> Duration {
                     "CREATE ROLE \"{name}\" LOGIN PASSWORD 'x';\nCREATE DATABASE \"{name}\" OWNER \"{name}\";\n"
                 ));
             }
-            let mut child = Command::new("psql")
-                .args([url.as_str(), "-q", "-v", "ON_ERROR_STOP=1"])
+            let mut child = psql()
+                .args(["-q", "-v", "ON_ERROR_STOP=1"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .spawn()
@@ -103,6 +114,7 @@ fn psql_floor(count: usize, sessions: usize, tag: &str) -> Duration {
         assert!(child.wait().unwrap().success(), "psql failed");
     }
     let took = started.elapsed();
+    eprintln!("floor, {sessions} session(s): {:.2} s", took.as_secs_f64());
     let mut script = String::new();
     for i in 0..count {
         let name = format!("floor_{tag}_{i}");
@@ -110,8 +122,8 @@ fn psql_floor(count: usize, sessions: usize, tag: &str) -> Duration {
             "DROP DATABASE \"{name}\";\nDROP ROLE \"{name}\";\n"
         ));
     }
-    let mut child = Command::new("psql")
-        .args([url.as_str(), "-q"])
+    let mut child = psql()
+        .arg("-q")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -226,8 +238,11 @@ async fn main() {
                         .iter()
                         .any(|c| c.type_ == "Ready" && c.status == "True")
                 });
-                if ready {
-                    ready_at.entry(db.name_any()).or_insert_with(Instant::now);
+                if ready && !ready_at.contains_key(&db.name_any()) {
+                    ready_at.insert(db.name_any(), Instant::now());
+                    if ready_at.len().is_multiple_of(100) {
+                        eprintln!("{} of {count} Ready", ready_at.len());
+                    }
                 }
             }
             ready_at

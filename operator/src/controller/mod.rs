@@ -15,10 +15,10 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use caches::Caches;
 
@@ -242,10 +242,24 @@ pub async fn run_controllers_with(
 
     // A Database is reconciled when its spec, finalizers, deletion or rotation request change:
     // not on the operator's own status writes.
-    let database_stream = watcher(databases.clone(), watcher::Config::default())
+    // A server hears of a Database only when its placement or owner changes, or it goes away
+    // (a shared server's NetworkPolicy admits the owners of the databases on it). The events
+    // come from the Database controller's own watch: one watch of Databases, not two.
+    let (placement_tx, mut placement_rx) = mpsc::unbounded_channel();
+    let mut placements = triggers::PlacementFilter::default();
+    let servers = server_store.clone();
+    let database_stream = watcher(databases, watcher::Config::default())
         .default_backoff()
         .modify(triggers::trim)
         .reflect(database_writer)
+        .inspect_ok(move |event| {
+            if let Some(server) = placements
+                .admit(event)
+                .and_then(|db| server_to_tell(&servers, db))
+            {
+                let _ = placement_tx.send(server);
+            }
+        })
         .applied_objects()
         .predicate_filter(triggers::database_intent, Default::default());
     // The Secret this process just wrote comes back as a watch event: not a reason to run again.
@@ -274,25 +288,12 @@ pub async fn run_controllers_with(
         .reflect(server_writer)
         .applied_objects()
         .predicate_filter(triggers::server_intent, Default::default());
-    // A server hears of a Database only when its placement or owner changes, or it goes away:
-    // a shared server's NetworkPolicy admits the owners of the databases on it.
-    let placements = triggers::placement_changes(
-        watcher(databases, watcher::Config::default()).default_backoff(),
-    );
     let server_statefulsets = Api::<StatefulSet>::all(client.clone());
-    let servers = server_store.clone();
     let server_controller = Controller::for_stream(server_stream, server_store)
         .owns(server_statefulsets, owned)
-        .watches_stream(placements, move |db: Database| {
-            let name = db.spec.server.server_ref?;
-            // An external server has no NetworkPolicy to update; it only needs to hear of its
-            // Databases while it is being deleted (it waits for them to go first).
-            let server = servers.get(&ObjectRef::new(&name));
-            let interested = server.is_none_or(|server| {
-                server.spec.managed.is_some() || server.metadata.deletion_timestamp.is_some()
-            });
-            interested.then(|| ObjectRef::<DatabaseServer>::new(&name))
-        })
+        .reconcile_on(futures::stream::poll_fn(move |cx| {
+            placement_rx.poll_recv(cx)
+        }))
         .with_config(controller_config)
         .graceful_shutdown_on(wait_for(shutdown))
         .run(server::reconcile, error_policy, ctx)
@@ -302,6 +303,21 @@ pub async fn run_controllers_with(
             }
         });
     futures::join!(database_controller, server_controller);
+}
+
+/// The server a placement change of `db` concerns, if it wants to hear of it. An external
+/// server has no NetworkPolicy to update; it only needs to hear of its Databases while it is
+/// being deleted (it waits for them to go first).
+fn server_to_tell(
+    servers: &Store<DatabaseServer>,
+    db: &Database,
+) -> Option<ObjectRef<DatabaseServer>> {
+    let name = db.spec.server.server_ref.as_deref()?;
+    let server = servers.get(&ObjectRef::new(name));
+    let interested = server.is_none_or(|server| {
+        server.spec.managed.is_some() || server.metadata.deletion_timestamp.is_some()
+    });
+    interested.then(|| ObjectRef::new(name))
 }
 
 async fn wait_for(mut shutdown: watch::Receiver<bool>) {

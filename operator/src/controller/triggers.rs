@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use futures::{Stream, StreamExt};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -61,7 +60,7 @@ pub struct PlacementFilter {
 
 impl PlacementFilter {
     /// The object to pass on for `event`, if any.
-    pub fn admit(&mut self, event: watcher::Event<Database>) -> Option<Database> {
+    pub fn admit<'a>(&mut self, event: &'a watcher::Event<Database>) -> Option<&'a Database> {
         match event {
             // A re-list may hide deletions: start over, every listed object passes once.
             watcher::Event::Init => {
@@ -70,31 +69,16 @@ impl PlacementFilter {
             }
             watcher::Event::InitDone => None,
             watcher::Event::Apply(db) | watcher::Event::InitApply(db) => {
-                let hash = placement(&db);
-                let previous = self.seen.insert(ObjectRef::from_obj(&db), hash);
+                let hash = placement(db);
+                let previous = self.seen.insert(ObjectRef::from_obj(db), hash);
                 (previous != Some(hash)).then_some(db)
             }
             watcher::Event::Delete(db) => {
-                self.seen.remove(&ObjectRef::from_obj(&db));
+                self.seen.remove(&ObjectRef::from_obj(db));
                 Some(db)
             }
         }
     }
-}
-
-/// The `Database`s of `events` whose placement changed, see [`PlacementFilter`].
-pub fn placement_changes<S>(events: S) -> impl Stream<Item = Result<Database, watcher::Error>>
-where
-    S: Stream<Item = Result<watcher::Event<Database>, watcher::Error>>,
-{
-    let mut filter = PlacementFilter::default();
-    events.filter_map(move |event| {
-        let passed = match event {
-            Ok(event) => filter.admit(event).map(Ok),
-            Err(e) => Some(Err(e)),
-        };
-        std::future::ready(passed)
-    })
 }
 
 #[cfg(test)]
@@ -158,42 +142,46 @@ mod tests {
     fn a_server_hears_of_placement_changes_and_deletions_only() {
         let mut filter = PlacementFilter::default();
         let db = database("pg", "user-service");
-        assert!(filter.admit(watcher::Event::Apply(db.clone())).is_some());
+        assert!(filter.admit(&watcher::Event::Apply(db.clone())).is_some());
 
         let mut status_only = db.clone();
         status_only.status = Some(DatabaseStatus::default());
-        assert!(filter.admit(watcher::Event::Apply(status_only)).is_none());
+        assert!(filter.admit(&watcher::Event::Apply(status_only)).is_none());
 
         let moved = database("pg2", "user-service");
-        assert!(filter.admit(watcher::Event::Apply(moved.clone())).is_some());
+        assert!(
+            filter
+                .admit(&watcher::Event::Apply(moved.clone()))
+                .is_some()
+        );
         let new_owner = database("pg2", "booking-service");
         assert!(
             filter
-                .admit(watcher::Event::Apply(new_owner.clone()))
+                .admit(&watcher::Event::Apply(new_owner.clone()))
                 .is_some()
         );
 
         assert!(
             filter
-                .admit(watcher::Event::Delete(new_owner.clone()))
+                .admit(&watcher::Event::Delete(new_owner.clone()))
                 .is_some()
         );
         // Seen again after a deletion (re-created with the same name): passes again.
         assert!(
             filter
-                .admit(watcher::Event::Apply(new_owner.clone()))
+                .admit(&watcher::Event::Apply(new_owner.clone()))
                 .is_some()
         );
 
         // A re-list passes every object once more.
-        assert!(filter.admit(watcher::Event::Init).is_none());
+        assert!(filter.admit(&watcher::Event::Init).is_none());
         assert!(
             filter
-                .admit(watcher::Event::InitApply(new_owner.clone()))
+                .admit(&watcher::Event::InitApply(new_owner.clone()))
                 .is_some()
         );
-        assert!(filter.admit(watcher::Event::InitDone).is_none());
-        assert!(filter.admit(watcher::Event::Apply(new_owner)).is_none());
+        assert!(filter.admit(&watcher::Event::InitDone).is_none());
+        assert!(filter.admit(&watcher::Event::Apply(new_owner)).is_none());
     }
 
     #[test]
