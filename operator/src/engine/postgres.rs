@@ -328,13 +328,30 @@ impl PostgresEngine {
 
     /// Every login role, other than the owner, the admin and superusers, that the catalog says
     /// can connect to, create in, or make temporary tables in the database.
-    async fn measure_foreign_access(
+    ///
+    /// `has_database_privilege` decides, but it is asked only of the roles that could hold a
+    /// privilege: members (transitively) of the owner or of a grantee in the database's ACL, or
+    /// every login role when PUBLIC holds one. Asking every role on the server would cost a
+    /// membership lookup per role and database, quadratic in the number of databases.
+    pub async fn measure_foreign_access(
         &self,
         names: &ServerNames,
     ) -> Result<Vec<String>, EngineError> {
         sqlx::query_scalar(
-            "SELECT r.rolname::text FROM pg_roles r \
+            "WITH RECURSIVE db AS ( \
+               SELECT datdba, coalesce(datacl, acldefault('d', datdba)) AS acl \
+               FROM pg_database WHERE datname = $1), \
+             grants AS ( \
+               SELECT a.grantee FROM db CROSS JOIN LATERAL aclexplode(db.acl) a \
+               WHERE a.privilege_type IN ('CONNECT', 'CREATE', 'TEMPORARY')), \
+             reach(roleid) AS ( \
+               SELECT grantee FROM grants WHERE grantee <> 0 \
+               UNION SELECT datdba FROM db \
+               UNION SELECT m.member FROM pg_auth_members m JOIN reach r ON m.roleid = r.roleid) \
+             SELECT r.rolname::text FROM pg_roles r \
              WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> $2 AND r.rolname <> $3 \
+             AND (EXISTS (SELECT 1 FROM grants WHERE grantee = 0) \
+                  OR r.oid IN (SELECT roleid FROM reach)) \
              AND (has_database_privilege(r.oid, $1, 'CONNECT') \
                OR has_database_privilege(r.oid, $1, 'CREATE') \
                OR has_database_privilege(r.oid, $1, 'TEMPORARY')) \

@@ -4,6 +4,7 @@
 // Tests may unwrap (the workspace lint is for library code); helpers here are test code too.
 #![allow(clippy::unwrap_used)]
 
+mod access_measure;
 mod crds;
 mod harness;
 mod leader_election;
