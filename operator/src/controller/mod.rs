@@ -240,11 +240,10 @@ pub async fn run_controllers_with(
             .with_caches(Caches::new(server_store.clone(), secret_store)),
     );
 
-    // A Database is reconciled when its spec, finalizers, deletion or rotation request change:
-    // not on the operator's own status writes.
-    // A server hears of a Database only when its placement or owner changes, or it goes away
-    // (a shared server's NetworkPolicy admits the owners of the databases on it). The events
-    // come from the Database controller's own watch: one watch of Databases, not two.
+    // A Database is reconciled when its spec, annotations, finalizers or deletion change, not on
+    // the operator's own status writes. A server hears of a Database only when its placement or
+    // owner changes, or it goes away (a shared server's NetworkPolicy admits the owners of the
+    // databases on it); those events come from the same watch: one watch of Databases, not two.
     let (placement_tx, mut placement_rx) = mpsc::unbounded_channel();
     let mut placements = triggers::PlacementFilter::default();
     let servers = server_store.clone();
