@@ -43,6 +43,32 @@ where
     }
 }
 
+/// Waits until the `Ready` condition of DatabaseServer `name` is False with `reason`; returns it.
+pub async fn server_not_ready(
+    client: &Client,
+    name: &str,
+    reason: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let servers = Api::<DatabaseServer>::all(client.clone());
+    eventually(
+        &format!("DatabaseServer {name} to be Ready=False/{reason}"),
+        || {
+            let servers = servers.clone();
+            async move {
+                servers
+                    .get(name)
+                    .await
+                    .ok()?
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready" && c.status == "False" && c.reason == reason)
+            }
+        },
+    )
+    .await
+}
+
 /// Installs the generated CRDs by server-side apply (idempotent; parallel tests share them).
 pub async fn install_crds(client: &Client) {
     let api = Api::<CustomResourceDefinition>::all(client.clone());

@@ -9,7 +9,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use silo_operator::crd::{DatabaseServer, Engine};
 
-use crate::harness::{DatabaseFixture, Harness, eventually};
+use crate::harness::{DatabaseFixture, Harness, eventually, server_not_ready};
 
 fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
     meta.owner_references
@@ -128,10 +128,9 @@ async fn a_dedicated_database_gets_its_own_server_objects_and_waits_for_them() {
     h.finish().await;
 }
 
-#[tokio::test]
-async fn a_managed_server_is_built_and_admits_the_owners_of_its_databases() {
-    let h = Harness::start("silo-managed").await;
-    let name = format!("managed-{}", h.ns());
+/// Creates managed PostgreSQL server `name` (1Gi, workload in the test namespace) in the
+/// test's scope; returns the server API and the created object.
+async fn create_managed_server(h: &Harness, name: &str) -> (Api<DatabaseServer>, DatabaseServer) {
     let server: DatabaseServer = serde_json::from_value(json!({
         "apiVersion": "silo.dev/v1alpha1", "kind": "DatabaseServer",
         "metadata": { "name": name, "labels": { "silo.dev/test-scope": h.ns() } },
@@ -143,6 +142,14 @@ async fn a_managed_server_is_built_and_admits_the_owners_of_its_databases() {
         .create(&PostParams::default(), &server)
         .await
         .unwrap();
+    (servers, created)
+}
+
+#[tokio::test]
+async fn a_managed_server_is_built_and_admits_the_owners_of_its_databases() {
+    let h = Harness::start("silo-managed").await;
+    let name = format!("managed-{}", h.ns());
+    let (servers, created) = create_managed_server(&h, &name).await;
     let uid = created.uid().unwrap();
 
     let waiting = eventually("the managed server to report that it waits", || {
@@ -219,23 +226,6 @@ async fn a_managed_server_is_built_and_admits_the_owners_of_its_databases() {
     h.finish().await;
 }
 
-/// Waits until the `Ready` condition of server `name` is False with `reason`; returns its message.
-async fn server_not_ready(servers: &Api<DatabaseServer>, name: &str, reason: &str) -> String {
-    eventually(&format!("{name} to be Ready=False/{reason}"), || {
-        let servers = servers.clone();
-        async move {
-            let server = servers.get(name).await.ok()?;
-            server
-                .status?
-                .conditions
-                .into_iter()
-                .find(|c| c.type_ == "Ready" && c.status == "False" && c.reason == reason)
-                .map(|c| c.message)
-        }
-    })
-    .await
-}
-
 async fn patch_managed(servers: &Api<DatabaseServer>, name: &str, managed: serde_json::Value) {
     servers
         .patch(
@@ -251,23 +241,15 @@ async fn patch_managed(servers: &Api<DatabaseServer>, name: &str, managed: serde
 async fn a_managed_servers_volume_and_namespace_cannot_change_once_it_runs() {
     let h = Harness::start("silo-immutable").await;
     let name = format!("fixed-{}", h.ns());
-    let server: DatabaseServer = serde_json::from_value(json!({
-        "apiVersion": "silo.dev/v1alpha1", "kind": "DatabaseServer",
-        "metadata": { "name": name, "labels": { "silo.dev/test-scope": h.ns() } },
-        "spec": { "engine": "postgres", "managed": { "namespace": h.ns(), "storage": { "size": "1Gi" } } },
-    }))
-    .unwrap();
-    let servers = Api::<DatabaseServer>::all(h.client.clone());
-    servers
-        .create(&PostParams::default(), &server)
-        .await
-        .unwrap();
+    let (servers, _) = create_managed_server(&h, &name).await;
     let statefulsets = Api::<StatefulSet>::namespaced(h.client.clone(), h.ns());
     get_eventually(&statefulsets, &format!("silo-{name}")).await;
-    server_not_ready(&servers, &name, "WaitingForServer").await;
+    server_not_ready(&h.client, &name, "WaitingForServer").await;
 
     patch_managed(&servers, &name, json!({ "storage": { "size": "2Gi" } })).await;
-    let message = server_not_ready(&servers, &name, "InvalidSpec").await;
+    let message = server_not_ready(&h.client, &name, "InvalidSpec")
+        .await
+        .message;
     assert!(
         message.starts_with("spec.managed.storage.size cannot change after creation (was 1Gi)"),
         "{message}"
@@ -279,10 +261,12 @@ async fn a_managed_servers_volume_and_namespace_cannot_change_once_it_runs() {
 
     // The same size written another way is no change: the server goes back to waiting for its pod.
     patch_managed(&servers, &name, json!({ "storage": { "size": "1024Mi" } })).await;
-    server_not_ready(&servers, &name, "WaitingForServer").await;
+    server_not_ready(&h.client, &name, "WaitingForServer").await;
 
     patch_managed(&servers, &name, json!({ "namespace": "silo-elsewhere" })).await;
-    let message = server_not_ready(&servers, &name, "InvalidSpec").await;
+    let message = server_not_ready(&h.client, &name, "InvalidSpec")
+        .await
+        .message;
     assert!(
         message.starts_with(&format!(
             "spec.managed.namespace cannot change after creation (was {})",

@@ -2,31 +2,13 @@
 //! login; a `Database` whose server is already gone is released with a warning.
 
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use silo_operator::crd::DatabaseServer;
 
-use crate::harness::{DatabaseFixture, Harness, admin_connection, count_on_server, eventually};
-
-/// Waits until the `Ready` condition of server `name` has `reason`; returns it.
-async fn server_ready_reason(servers: &Api<DatabaseServer>, name: &str, reason: &str) -> Condition {
-    eventually(
-        &format!("DatabaseServer {name} to be Ready=False/{reason}"),
-        || {
-            let servers = servers.clone();
-            async move {
-                let server = servers.get(name).await.ok()?;
-                server
-                    .status?
-                    .conditions
-                    .into_iter()
-                    .find(|c| c.type_ == "Ready" && c.status == "False" && c.reason == reason)
-            }
-        },
-    )
-    .await
-}
+use crate::harness::{
+    DatabaseFixture, Harness, admin_connection, count_on_server, eventually, server_not_ready,
+};
 
 /// Events in `namespace` with `reason` about the object named `regarding`.
 async fn events(client: &Client, namespace: &str, regarding: &str, reason: &str) -> Vec<Event> {
@@ -74,7 +56,7 @@ async fn a_server_in_use_stays_until_its_databases_have_dropped_their_data() {
         .delete(&h.server, &DeleteParams::default())
         .await
         .unwrap();
-    let in_use = server_ready_reason(&servers, &h.server, "InUse").await;
+    let in_use = server_not_ready(&h.client, &h.server, "InUse").await;
     assert!(
         in_use.message.contains(&format!("{}/orders", h.ns())),
         "{}",
