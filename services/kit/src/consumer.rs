@@ -114,11 +114,34 @@ impl From<crate::events::EventError> for HandlerError {
 /// Applies events; implementations write the effect and the inbox record in
 /// one transaction (see [`crate::inbox::postgres::PgInbox`]).
 pub trait MessageHandler: Send + Sync + 'static {
+    /// Whether [`Self::handle_batch`] is cheaper than handling the events of a
+    /// run one at a time (one transaction, multi-row statements). Only then
+    /// does the consumer hand it runs of messages that arrived together.
+    const BATCHES: bool = false;
+
     /// Handles one event.
     fn handle(
         &self,
         envelope: &Envelope,
     ) -> impl Future<Output = Result<Processed, HandlerError>> + Send;
+
+    /// Handles a run of events delivered together; returns one outcome per
+    /// envelope, in order. An error means nothing of the run may be taken as
+    /// done: the consumer then handles each event on its own with
+    /// [`Self::handle`], so an implementation must be atomic (or leave only
+    /// effects the inbox makes idempotent). The default handles them one by one.
+    fn handle_batch(
+        &self,
+        envelopes: &[Envelope],
+    ) -> impl Future<Output = Result<Vec<Processed>, HandlerError>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(envelopes.len());
+            for envelope in envelopes {
+                outcomes.push(self.handle(envelope).await?);
+            }
+            Ok(outcomes)
+        }
+    }
 }
 
 /// A message the consumer gave up on.
@@ -198,8 +221,14 @@ pub struct ConsumerConfig {
     pub max_nak_delay: Duration,
     /// How long the server waits for an ack before redelivering.
     pub ack_wait: Duration,
-    /// Messages handled concurrently (handlers must not depend on order across events).
+    /// Messages handled concurrently (handlers must not depend on order across
+    /// events); for a handler that [batches](MessageHandler::BATCHES), runs
+    /// handled concurrently.
     pub concurrency: usize,
+    /// Most messages handed to [`MessageHandler::handle_batch`] at once. Only
+    /// messages already received form a run, so an idle consumer still
+    /// handles each message as soon as it arrives.
+    pub max_batch: usize,
 }
 
 impl ConsumerConfig {
@@ -213,6 +242,7 @@ impl ConsumerConfig {
             max_nak_delay: Duration::from_secs(30),
             ack_wait: Duration::from_secs(30),
             concurrency: 8,
+            max_batch: 64,
         }
     }
 
@@ -356,18 +386,76 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
                 stream: self.namespace.stream_name(self.config.stream),
                 reason: e.to_string(),
             })?;
-        messages
+        let messages = messages
             .take_until(shutdown.wait())
-            .for_each_concurrent(self.config.concurrency.max(1), |message| async move {
-                match message {
-                    Ok(message) => self.process(message).await,
-                    Err(error) => {
-                        tracing::warn!(consumer = %self.config.durable_name, error = %error, "pull error")
-                    }
+            .filter_map(|message| async move {
+                message
+                    .inspect_err(|error| tracing::warn!(consumer = %self.config.durable_name, error = %error, "pull error"))
+                    .ok()
+            });
+        let concurrency = self.config.concurrency.max(1);
+        if H::BATCHES {
+            messages
+                .ready_chunks(self.config.max_batch.max(1))
+                .for_each_concurrent(concurrency, |run| self.process_run(run))
+                .await;
+        } else {
+            messages
+                .for_each_concurrent(concurrency, |message| self.process(message))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Handles a run of messages that arrived together with one
+    /// [`MessageHandler::handle_batch`] call and acks each with its outcome.
+    /// A run the handler refuses, and messages that are not decodable
+    /// envelopes or are redeliveries, take the one-by-one path (retry delays,
+    /// dead letters).
+    async fn process_run(&self, run: Vec<jetstream::Message>) {
+        let (mut batch, mut single) = (Vec::with_capacity(run.len()), Vec::new());
+        for message in run {
+            let first_delivery = message.info().is_ok_and(|info| info.delivered == 1);
+            match Envelope::from_slice(&message.payload) {
+                Ok(envelope) if first_delivery => batch.push((message, envelope)),
+                _ => single.push(message),
+            }
+        }
+        if batch.len() == 1 {
+            single.extend(batch.drain(..).map(|(message, _)| message));
+        }
+        if !batch.is_empty() {
+            let envelopes: Vec<Envelope> = batch.iter().map(|(_, e)| e.clone()).collect();
+            let started = std::time::Instant::now();
+            let span = tracing::info_span!("consume_batch", consumer = %self.config.durable_name, events = envelopes.len());
+            match self.handler.handle_batch(&envelopes).instrument(span).await {
+                Ok(outcomes) if outcomes.len() == batch.len() => {
+                    tracing::debug!(consumer = %self.config.durable_name, events = outcomes.len(), handle_us = started.elapsed().as_micros() as u64, "run handled");
+                    let acks = batch.iter().zip(outcomes).map(|((message, _), processed)| {
+                        self.metrics.count_consumed(&self.config.durable_name, outcome_label(processed));
+                        async move {
+                            if let Err(error) = message.ack().await {
+                                tracing::warn!(consumer = %self.config.durable_name, error = %error, "acknowledgement failed");
+                            }
+                        }
+                    });
+                    futures::future::join_all(acks).await;
                 }
+                Ok(outcomes) => {
+                    tracing::error!(consumer = %self.config.durable_name, events = batch.len(), outcomes = outcomes.len(), "handler returned the wrong number of outcomes; handling the run one by one");
+                    single.extend(batch.into_iter().map(|(message, _)| message));
+                }
+                Err(error) => {
+                    tracing::info!(consumer = %self.config.durable_name, events = batch.len(), error = %error, "run failed as a whole; handling its events one by one");
+                    single.extend(batch.into_iter().map(|(message, _)| message));
+                }
+            }
+        }
+        futures::stream::iter(single)
+            .for_each_concurrent(self.config.concurrency.max(1), |message| {
+                self.process(message)
             })
             .await;
-        Ok(())
     }
 
     async fn process(&self, message: jetstream::Message) {
@@ -445,9 +533,7 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
             }
         };
         match self.handler.handle(&envelope).await {
-            Ok(Processed::Applied) => Settle::Ack("processed"),
-            Ok(Processed::Duplicate) => Settle::Ack("duplicate"),
-            Ok(Processed::Ignored) => Settle::Ack("ignored"),
+            Ok(processed) => Settle::Ack(outcome_label(processed)),
             Err(HandlerError::Unavailable(error)) => {
                 tracing::warn!(event_id = %envelope.event_id, deliveries, error = format!("{error:#}"), "dependency unavailable; will retry");
                 Settle::Nak(
@@ -494,6 +580,15 @@ impl<H: MessageHandler, D: DeadLetterSink> Consumer<H, D> {
             tracing::info!(consumer = %letter.consumer, sequence = ack.sequence, "dead letter was already republished");
         }
         Ok(())
+    }
+}
+
+/// The `outcome` metric label of a handled event.
+fn outcome_label(processed: Processed) -> &'static str {
+    match processed {
+        Processed::Applied => "processed",
+        Processed::Duplicate => "duplicate",
+        Processed::Ignored => "ignored",
     }
 }
 

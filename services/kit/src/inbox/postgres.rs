@@ -5,7 +5,9 @@ use crate::consumer::{
 };
 use crate::events::Envelope;
 use sqlx::{PgConnection, PgPool};
+use std::collections::HashSet;
 use std::future::Future;
+use uuid::Uuid;
 
 /// An event effect written on the consumer's transaction.
 pub trait PgEventHandler: Send + Sync + 'static {
@@ -64,6 +66,52 @@ impl<H: PgEventHandler> MessageHandler for PgInbox<H> {
         self.handler.apply(&mut tx, envelope).await?;
         tx.commit().await?;
         Ok(Processed::Applied)
+    }
+
+    const BATCHES: bool = true;
+
+    /// One transaction for the run: one statement writes the inbox records
+    /// of every event the handler acts on and returns the new ones, then each
+    /// new event's effect is applied in order, and all of it commits once. A
+    /// failure rolls the whole run back (the consumer then handles its events
+    /// one by one).
+    async fn handle_batch(&self, envelopes: &[Envelope]) -> Result<Vec<Processed>, HandlerError> {
+        let wanted: Vec<&Envelope> = envelopes
+            .iter()
+            .filter(|envelope| self.handler.handles(&envelope.event_type))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(vec![Processed::Ignored; envelopes.len()]);
+        }
+        let ids: Vec<Uuid> = wanted.iter().map(|envelope| envelope.event_id).collect();
+        let types: Vec<&str> = wanted.iter().map(|e| e.event_type.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        let mut fresh: HashSet<Uuid> = sqlx::query_scalar(
+            "INSERT INTO inbox (consumer, event_id, event_type) \
+             SELECT $1, event_id, event_type FROM unnest($2::uuid[], $3::text[]) AS run(event_id, event_type) \
+             ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
+        )
+        .bind(&self.consumer)
+        .bind(&ids)
+        .bind(&types)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            if !self.handler.handles(&envelope.event_type) {
+                outcomes.push(Processed::Ignored);
+            } else if fresh.remove(&envelope.event_id) {
+                // Removed, so a second copy of the event in the same run is a duplicate.
+                self.handler.apply(&mut tx, envelope).await?;
+                outcomes.push(Processed::Applied);
+            } else {
+                outcomes.push(Processed::Duplicate);
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::support::*;
 use async_nats::HeaderMap;
 use async_nats::jetstream;
-use silo_kit::consumer::{Consumer, ConsumerConfig, HandlerError};
+use silo_kit::consumer::{Consumer, ConsumerConfig, HandlerError, MessageHandler, Processed};
 use silo_kit::events::{Envelope, EventNamespace, StreamKind, UserRegistered};
 use silo_kit::inbox::postgres::{PgDeadLetters, PgEventHandler, PgInbox};
 use silo_kit::metrics::Metrics;
@@ -74,13 +74,27 @@ struct Fixture {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Where [`RecordingHandler`] records effects, with the transaction that wrote each.
+const EFFECTS_TABLE: &str = "CREATE TABLE effects (event_id uuid NOT NULL, email text NOT NULL, \
+     txid bigint NOT NULL DEFAULT txid_current())";
+
 impl Fixture {
     async fn start(handler: RecordingHandler, max_deliveries: i64) -> Self {
+        Self::start_after(handler, max_deliveries, &[]).await
+    }
+
+    /// Publishes `backlog` (raw payloads) before the consumer starts, so it
+    /// finds them waiting and receives them in runs.
+    async fn start_after(
+        handler: RecordingHandler,
+        max_deliveries: i64,
+        backlog: &[Vec<u8>],
+    ) -> Self {
         let (database, pool, namespace, jetstream) = users_stream_fixture().await;
-        sqlx::query("CREATE TABLE effects (event_id uuid NOT NULL, email text NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(EFFECTS_TABLE).execute(&pool).await.unwrap();
+        for payload in backlog {
+            publish_raw(&jetstream, &namespace, payload.clone()).await;
+        }
         let config = ConsumerConfig {
             max_deliveries,
             nak_delay: Duration::from_millis(10),
@@ -108,18 +122,7 @@ impl Fixture {
 
     /// Publishes raw bytes on the UserRegistered subject under a fresh message id.
     async fn publish_raw(&self, payload: Vec<u8>) {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", Uuid::new_v4().to_string().as_str());
-        self.jetstream
-            .publish_with_headers(
-                self.namespace.subject_of::<UserRegistered>(),
-                headers,
-                payload.into(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_raw(&self.jetstream, &self.namespace, payload).await;
     }
 
     /// Waits until the durable consumer has nothing pending or unacknowledged
@@ -178,6 +181,22 @@ impl Fixture {
         self.task.await.unwrap();
         delete_streams(&self.jetstream, &self.namespace).await;
     }
+}
+
+/// Publishes raw bytes on the UserRegistered subject under a fresh message id.
+async fn publish_raw(jetstream: &jetstream::Context, namespace: &EventNamespace, payload: Vec<u8>) {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", Uuid::new_v4().to_string().as_str());
+    jetstream
+        .publish_with_headers(
+            namespace.subject_of::<UserRegistered>(),
+            headers,
+            payload.into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }
 
 fn registered() -> Envelope {
@@ -389,5 +408,131 @@ async fn recording_the_same_dead_letter_twice_keeps_one_row() {
     assert_eq!(
         rows,
         vec![(Some(event_id), Some(7)), (None, Some(8)), (None, Some(9))]
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_backlog_is_applied_in_runs_each_event_once() {
+    let events: Vec<Envelope> = (0..40).map(|_| registered()).collect();
+    let mut backlog: Vec<Vec<u8>> = events.iter().map(|e| e.to_vec().unwrap()).collect();
+    // A second copy of one event, under another message id, in the same backlog.
+    backlog.push(events[7].to_vec().unwrap());
+    let fixture = Fixture::start_after(RecordingHandler::succeeding(), 5, &backlog).await;
+    wait_until("the backlog applied", PATIENCE, || async {
+        fixture.count("SELECT count(*) FROM effects").await >= 40
+    })
+    .await;
+    fixture.wait_until_settled(41).await;
+    assert_eq!(fixture.count("SELECT count(*) FROM effects").await, 40);
+    assert_eq!(
+        fixture
+            .count("SELECT count(DISTINCT event_id) FROM effects")
+            .await,
+        40
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM inbox").await, 40);
+    // Fewer transactions than events: runs were applied together.
+    let transactions = fixture
+        .count("SELECT count(DISTINCT txid) FROM effects")
+        .await;
+    assert!(
+        transactions < 40,
+        "{transactions} transactions for 40 events"
+    );
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_with_a_failing_event_falls_back_to_one_by_one() {
+    // The first application fails transiently: its run rolls back and every
+    // event of it is handled again on its own; nothing is lost or doubled.
+    let handler = RecordingHandler {
+        failure: Some(|| HandlerError::transient(anyhow::anyhow!("conflict"))),
+        failures_left: Some(Arc::new(AtomicUsize::new(1))),
+    };
+    let events: Vec<Envelope> = (0..20).map(|_| registered()).collect();
+    let backlog: Vec<Vec<u8>> = events.iter().map(|e| e.to_vec().unwrap()).collect();
+    let fixture = Fixture::start_after(handler, 5, &backlog).await;
+    wait_until("the backlog applied", PATIENCE, || async {
+        fixture.count("SELECT count(*) FROM effects").await >= 20
+    })
+    .await;
+    fixture.wait_until_settled(20).await;
+    assert_eq!(
+        fixture
+            .count("SELECT count(DISTINCT event_id) FROM effects")
+            .await,
+        20
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM effects").await, 20);
+    assert_eq!(fixture.count("SELECT count(*) FROM inbox").await, 20);
+    assert_eq!(fixture.count("SELECT count(*) FROM dead_letters").await, 0);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn handle_batch_applies_new_events_and_reports_duplicates_and_ignored_ones() {
+    let (_database, pool) = migrated_database().await;
+    sqlx::query(EFFECTS_TABLE).execute(&pool).await.unwrap();
+    let inbox = PgInbox::new(pool.clone(), "test-service", RecordingHandler::succeeding());
+    let (a, b, seen) = (registered(), registered(), registered());
+    assert_eq!(inbox.handle(&seen).await.unwrap(), Processed::Applied);
+    let mut other = registered();
+    other.event_type = "UserEmailChanged".into();
+    let outcomes = inbox
+        .handle_batch(&[a.clone(), b.clone(), a.clone(), other, seen.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            Processed::Applied,
+            Processed::Applied,
+            Processed::Duplicate,
+            Processed::Ignored,
+            Processed::Duplicate
+        ]
+    );
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM effects").await, 3);
+    assert_eq!(count("SELECT count(*) FROM inbox").await, 3);
+    // a and b share one transaction; `seen` had its own.
+    assert_eq!(count("SELECT count(DISTINCT txid) FROM effects").await, 2);
+}
+
+#[tokio::test]
+async fn a_failed_run_leaves_nothing_behind() {
+    let (_database, pool) = migrated_database().await;
+    sqlx::query(EFFECTS_TABLE).execute(&pool).await.unwrap();
+    // The first application fails after writing its effect: that effect and
+    // the inbox records of the whole run must roll back with it.
+    let handler = RecordingHandler {
+        failure: Some(|| HandlerError::transient(anyhow::anyhow!("conflict"))),
+        failures_left: Some(Arc::new(AtomicUsize::new(1))),
+    };
+    let inbox = PgInbox::new(pool.clone(), "test-service", handler);
+    let run = [registered(), registered()];
+    assert!(inbox.handle_batch(&run).await.is_err());
+    let effects: i64 = sqlx::query_scalar("SELECT count(*) FROM effects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let marks: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((effects, marks), (0, 0));
+    // Handled again, the run goes through.
+    assert_eq!(
+        inbox.handle_batch(&run).await.unwrap(),
+        vec![Processed::Applied, Processed::Applied]
     );
 }
