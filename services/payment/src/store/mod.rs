@@ -14,6 +14,7 @@ use crate::payment::{BookingState, ChargeResult, NewPayment, Payment};
 use chrono::{DateTime, Utc};
 pub use silo_kit::consumer::DeadLetter;
 use silo_kit::events::Envelope;
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// An event to publish, written to the store's outbox with the change that caused it.
@@ -34,6 +35,22 @@ pub struct InboxMark {
     pub event_id: Uuid,
     /// The handled event's type.
     pub event_type: String,
+}
+
+/// One charge outcome to record with [`PaymentStore::complete_charges`]: the arguments of one
+/// [`PaymentStore::complete_charge`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompleteCharge {
+    /// The payment charged.
+    pub payment_id: Uuid,
+    /// The attempt the result belongs to.
+    pub attempt: i32,
+    /// What the gateway answered.
+    pub result: ChargeResult,
+    /// The event announcing the result (written only if the result is recorded).
+    pub event: OutboxEntry,
+    /// The inbox mark of the event that caused the charge, if any.
+    pub inbox: Option<InboxMark>,
 }
 
 /// Whether an event-driven change was applied, or the event had been handled before.
@@ -136,6 +153,66 @@ pub trait PaymentStore: Send + Sync + 'static {
 
     /// Whether the inbox holds this event already.
     async fn was_handled(&self, inbox: &InboxMark) -> Result<bool, StoreError>;
+
+    /// The event ids among `marks` that the inbox holds already (each mark with its own
+    /// consumer). The default asks [`Self::was_handled`] for each.
+    async fn handled_among(&self, marks: &[InboxMark]) -> Result<HashSet<Uuid>, StoreError> {
+        let mut handled = HashSet::new();
+        for mark in marks {
+            if self.was_handled(mark).await? {
+                handled.insert(mark.event_id);
+            }
+        }
+        Ok(handled)
+    }
+
+    /// [`Self::open`] for each of `new`, in order: one payment per input (the one its booking
+    /// already has, if any; an input repeating an earlier input's booking gets that payment).
+    /// The default opens them one by one.
+    async fn open_many(&self, new: Vec<NewPayment>) -> Result<Vec<Payment>, StoreError> {
+        let mut opened = Vec::with_capacity(new.len());
+        for one in new {
+            opened.push(self.open(one).await?);
+        }
+        Ok(opened)
+    }
+
+    /// [`Self::complete_charge`] for each item, in order, with the same outcome each would
+    /// have had on its own after the items before it; one outcome per item. Stores that can
+    /// write them in one transaction do; the default completes them one by one.
+    async fn complete_charges(
+        &self,
+        items: &[CompleteCharge],
+    ) -> Result<Vec<Effect<Payment>>, StoreError> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            outcomes.push(
+                self.complete_charge(
+                    item.payment_id,
+                    item.attempt,
+                    &item.result,
+                    &item.event,
+                    item.inbox.as_ref(),
+                )
+                .await?,
+            );
+        }
+        Ok(outcomes)
+    }
+
+    /// [`Self::set_booking_state`] for each `(booking, state, inbox)`, in order, with the
+    /// outcome each would have had on its own after the items before it. Stores that can
+    /// write them in one transaction do; the default sets them one by one.
+    async fn set_booking_states(
+        &self,
+        items: &[(Uuid, BookingState, InboxMark)],
+    ) -> Result<Vec<Effect<()>>, StoreError> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (booking_id, state, inbox) in items {
+            outcomes.push(self.set_booking_state(*booking_id, *state, inbox).await?);
+        }
+        Ok(outcomes)
+    }
 
     /// The payment with this id.
     async fn get(&self, payment_id: Uuid) -> Result<Option<Payment>, StoreError>;

@@ -1,6 +1,6 @@
 //! The PostgreSQL payment store (used where no MongoDB is available).
 
-use super::{DeadLetter, Effect, InboxMark, OutboxEntry, PaymentStore, StoreError};
+use super::{CompleteCharge, DeadLetter, Effect, InboxMark, OutboxEntry, PaymentStore, StoreError};
 use crate::payment::{
     BookingState, ChargeResult, NewPayment, Payment, PaymentMethod, PaymentStatus, now_millis,
 };
@@ -9,6 +9,7 @@ use silo_kit::consumer::DeadLetterSink;
 use silo_kit::inbox::postgres::PgDeadLetters;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Payments in PostgreSQL; the outbox and inbox are tables of the same database.
@@ -112,6 +113,29 @@ fn payment_from_row(row: &PgRow) -> Result<Payment, StoreError> {
         updated_at: row.try_get("updated_at")?,
         metadata: row.try_get("metadata")?,
     })
+}
+
+/// [`PAYMENT_COLUMNS`] of the `payments` table aliased `p` (for statements joining other rows).
+fn payment_columns_of_p() -> String {
+    PAYMENT_COLUMNS
+        .split(',')
+        .map(|column| format!("p.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An ordinal for a statement's rows (batches are far smaller than `i32::MAX`).
+fn ordinal(index: usize) -> i32 {
+    i32::try_from(index).unwrap_or(i32::MAX)
+}
+
+/// The indexes of `keys` that repeat an earlier key: an event handled twice in one batch is a
+/// duplicate the second time, whatever became of it the first time.
+fn repeats<K: std::hash::Hash + Eq>(keys: impl Iterator<Item = Option<K>>) -> HashSet<usize> {
+    let mut seen = HashSet::new();
+    keys.enumerate()
+        .filter_map(|(index, key)| (!seen.insert(key?)).then_some(index))
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -321,6 +345,357 @@ impl PaymentStore for PgPaymentStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(found.is_some())
+    }
+
+    async fn handled_among(&self, marks: &[InboxMark]) -> Result<HashSet<Uuid>, StoreError> {
+        // One statement per consumer: in practice every mark of a batch has the same one.
+        let mut by_consumer: HashMap<&str, Vec<Uuid>> = HashMap::new();
+        for mark in marks {
+            by_consumer
+                .entry(&mark.consumer)
+                .or_default()
+                .push(mark.event_id);
+        }
+        let mut handled = HashSet::new();
+        for (consumer, event_ids) in by_consumer {
+            let found: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2)",
+            )
+            .bind(consumer)
+            .bind(event_ids)
+            .fetch_all(&self.pool)
+            .await?;
+            handled.extend(found);
+        }
+        Ok(handled)
+    }
+
+    async fn open_many(&self, new: Vec<NewPayment>) -> Result<Vec<Payment>, StoreError> {
+        let wanted: Vec<Uuid> = new.iter().map(|n| n.booking_id).collect();
+        // Each booking once: a booking named again later in the batch gets the same payment.
+        let mut bookings = HashSet::new();
+        let fresh: Vec<Payment> = new
+            .into_iter()
+            .filter(|n| bookings.insert(n.booking_id))
+            .map(NewPayment::into_payment)
+            .collect();
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The inserted rows, and in the same statement (same snapshot) the payments the
+        // other bookings already had.
+        let sql = format!(
+            "WITH new AS ( \
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], \
+                     $5::numeric[], $6::text[], $7::text[], $8::int4[], $9::text[], \
+                     $10::timestamptz[], $11::jsonb[], $12::timestamptz[]) \
+                 AS n(id, booking_id, user_id, user_email, amount, currency, status, attempts, \
+                     booking_status, created_at, metadata, user_email_as_of)), \
+             inserted AS ( \
+                 INSERT INTO payments (id, booking_id, user_id, user_email, amount, currency, \
+                     status, attempts, booking_status, created_at, updated_at, claimed_at, \
+                     metadata, user_email_as_of) \
+                 SELECT id, booking_id, user_id, user_email, amount, currency, status, attempts, \
+                     booking_status, created_at, created_at, created_at, metadata, \
+                     user_email_as_of \
+                 FROM new ORDER BY booking_id \
+                 ON CONFLICT (booking_id) DO NOTHING RETURNING {PAYMENT_COLUMNS}) \
+             SELECT {PAYMENT_COLUMNS} FROM inserted \
+             UNION ALL \
+             SELECT {PAYMENT_COLUMNS} FROM payments WHERE booking_id IN (SELECT booking_id FROM new)"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(fresh.iter().map(|p| p.id).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|p| p.booking_id).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|p| p.user_id).collect::<Vec<_>>())
+            .bind(
+                fresh
+                    .iter()
+                    .map(|p| p.user_email.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(fresh.iter().map(|p| p.amount).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|p| p.currency.clone()).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|p| p.attempts).collect::<Vec<_>>())
+            .bind(
+                fresh
+                    .iter()
+                    .map(|p| p.booking_status.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(fresh.iter().map(|p| p.created_at).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|p| p.metadata.clone()).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|p| p.user_email_as_of).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut found: HashMap<Uuid, Payment> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let payment = payment_from_row(row)?;
+            found.insert(payment.booking_id, payment);
+        }
+        // A payment another transaction committed after this statement's snapshot made the
+        // insert skip its booking but is not in the snapshot: read it now.
+        let missing: Vec<Uuid> = bookings
+            .into_iter()
+            .filter(|booking| !found.contains_key(booking))
+            .collect();
+        if !missing.is_empty() {
+            let sql = format!(
+                "SELECT {PAYMENT_COLUMNS} FROM payments WHERE booking_id = ANY($1::uuid[])"
+            );
+            for row in sqlx::query(&sql)
+                .bind(missing)
+                .fetch_all(&self.pool)
+                .await?
+            {
+                let payment = payment_from_row(&row)?;
+                found.insert(payment.booking_id, payment);
+            }
+        }
+        wanted
+            .into_iter()
+            .map(|booking| {
+                found
+                    .get(&booking)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt("payment vanished after conflict".into()))
+            })
+            .collect()
+    }
+
+    async fn complete_charges(
+        &self,
+        items: &[CompleteCharge],
+    ) -> Result<Vec<Effect<Payment>>, StoreError> {
+        // An inbox mark repeated in the batch finds the mark of its first occurrence.
+        let repeated = repeats(items.iter().map(|item| {
+            item.inbox
+                .as_ref()
+                .map(|mark| (mark.consumer.as_str(), mark.event_id))
+        }));
+        let batch: Vec<(usize, &CompleteCharge)> = items
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !repeated.contains(index))
+            .collect();
+        let mut outcomes = vec![Effect::Duplicate; items.len()];
+        if batch.is_empty() {
+            return Ok(outcomes);
+        }
+        let mut methods = Vec::with_capacity(batch.len());
+        let mut payloads = Vec::with_capacity(batch.len());
+        for (_, item) in &batch {
+            methods.push(
+                serde_json::to_value(item.result.method())
+                    .map_err(|e| StoreError::Corrupt(format!("payment_method: {e}")))?,
+            );
+            payloads.push(serde_json::to_value(&item.event.envelope).map_err(|e| {
+                silo_kit::outbox::OutboxError::from(silo_kit::events::EventError::from(e))
+            })?);
+        }
+        // One statement, so one transaction: the inbox marks (kept even where the payment
+        // is no longer PENDING at that attempt), the results of the items whose mark is new
+        // or absent (the first of several for one attempt), and the events of the payments
+        // that moved.
+        let sql = format!(
+            "WITH item AS ( \
+                 SELECT * FROM unnest($1::int4[], $2::uuid[], $3::int4[], $4::text[], \
+                     $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::uuid[], $10::text[], \
+                     $11::uuid[], $12::text[], $13::text[], $14::jsonb[], $15::text[], \
+                     $16::timestamptz[]) \
+                 AS i(ord, payment_id, attempt, new_status, new_method, new_transaction_id, \
+                     new_failure_reason, inbox_consumer, inbox_event_id, inbox_event_type, \
+                     event_id, event_stream, event_type, event_payload, event_correlation_id, \
+                     event_created_at)), \
+             marked AS ( \
+                 INSERT INTO inbox (consumer, event_id, event_type) \
+                 SELECT inbox_consumer, inbox_event_id, inbox_event_type FROM item \
+                 WHERE inbox_event_id IS NOT NULL ORDER BY ord \
+                 ON CONFLICT DO NOTHING RETURNING consumer, event_id), \
+             eligible AS ( \
+                 SELECT DISTINCT ON (payment_id, attempt) * FROM item \
+                 WHERE inbox_event_id IS NULL OR EXISTS (SELECT 1 FROM marked m \
+                     WHERE m.consumer = item.inbox_consumer AND m.event_id = item.inbox_event_id) \
+                 ORDER BY payment_id, attempt, ord), \
+             moved AS ( \
+                 UPDATE payments p SET status = e.new_status, payment_method = e.new_method, \
+                     transaction_id = e.new_transaction_id, \
+                     failure_reason = e.new_failure_reason, updated_at = $17 \
+                 FROM eligible e \
+                 WHERE p.id = e.payment_id AND p.attempts = e.attempt AND p.status = 'PENDING' \
+                 RETURNING e.ord AS moved_ord, {moved_columns}), \
+             published AS ( \
+                 INSERT INTO outbox (event_id, stream, event_type, payload, correlation_id, \
+                     created_at) \
+                 SELECT i.event_id, i.event_stream, i.event_type, i.event_payload, \
+                     i.event_correlation_id, i.event_created_at \
+                 FROM item i JOIN moved ON moved.moved_ord = i.ord ORDER BY i.ord) \
+             SELECT * FROM moved",
+            moved_columns = payment_columns_of_p(),
+        );
+        let rows = sqlx::query(&sql)
+            .bind(batch.iter().map(|(i, _)| ordinal(*i)).collect::<Vec<_>>())
+            .bind(batch.iter().map(|(_, c)| c.payment_id).collect::<Vec<_>>())
+            .bind(batch.iter().map(|(_, c)| c.attempt).collect::<Vec<_>>())
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.result.status().as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(methods)
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.result.transaction_id())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.result.failure_reason())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.inbox.as_ref().map(|m| m.consumer.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.inbox.as_ref().map(|m| m.event_id))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.inbox.as_ref().map(|m| m.event_type.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.event.envelope.event_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.event.stream.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.event.envelope.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(payloads)
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.event.envelope.correlation_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, c)| c.event.envelope.occurred_at)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(now_millis())
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &rows {
+            let index: i32 = row.try_get("moved_ord")?;
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|index| outcomes.get_mut(index))
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown batch item {index}")))?;
+            *slot = Effect::Applied(payment_from_row(row)?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn set_booking_states(
+        &self,
+        items: &[(Uuid, BookingState, InboxMark)],
+    ) -> Result<Vec<Effect<()>>, StoreError> {
+        let repeated = repeats(
+            items
+                .iter()
+                .map(|(_, _, mark)| Some((mark.consumer.as_str(), mark.event_id))),
+        );
+        let batch: Vec<(usize, &(Uuid, BookingState, InboxMark))> = items
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !repeated.contains(index))
+            .collect();
+        let mut outcomes = vec![Effect::Duplicate; items.len()];
+        if batch.is_empty() {
+            return Ok(outcomes);
+        }
+        // One statement: the inbox marks, and for the events new to the inbox the first
+        // decision on each booking (a later one finds the booking no longer PENDING).
+        let fresh: Vec<i32> = sqlx::query_scalar(
+            "WITH item AS ( \
+                 SELECT * FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[], \
+                     $5::uuid[], $6::text[]) \
+                 AS i(ord, booking_id, state, consumer, event_id, event_type)), \
+             marked AS ( \
+                 INSERT INTO inbox (consumer, event_id, event_type) \
+                 SELECT consumer, event_id, event_type FROM item ORDER BY ord \
+                 ON CONFLICT DO NOTHING RETURNING consumer, event_id), \
+             fresh AS (SELECT item.* FROM item JOIN marked USING (consumer, event_id)), \
+             decided AS ( \
+                 SELECT DISTINCT ON (booking_id) booking_id, state FROM fresh \
+                 ORDER BY booking_id, ord), \
+             changed AS ( \
+                 UPDATE payments p SET booking_status = d.state, updated_at = $7 \
+                 FROM decided d \
+                 WHERE p.booking_id = d.booking_id AND p.booking_status = 'PENDING') \
+             SELECT ord FROM fresh",
+        )
+        .bind(batch.iter().map(|(i, _)| ordinal(*i)).collect::<Vec<_>>())
+        .bind(batch.iter().map(|(_, (b, _, _))| *b).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|(_, (_, state, _))| state.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|(_, (_, _, m))| m.consumer.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|(_, (_, _, m))| m.event_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|(_, (_, _, m))| m.event_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(now_millis())
+        .fetch_all(&self.pool)
+        .await?;
+        for index in fresh {
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|index| outcomes.get_mut(index))
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown batch item {index}")))?;
+            *slot = Effect::Applied(());
+        }
+        Ok(outcomes)
     }
 
     async fn get(&self, payment_id: Uuid) -> Result<Option<Payment>, StoreError> {

@@ -8,8 +8,8 @@ use payment_service::payment::{
 };
 use payment_service::recovery::{self, RecoveryPolicy};
 use payment_service::store::{
-    DeadLetter, Effect, InboxMark, MongoPaymentStore, OutboxEntry, PaymentStore, PgPaymentStore,
-    StoreError,
+    CompleteCharge, DeadLetter, Effect, InboxMark, MongoPaymentStore, OutboxEntry, PaymentStore,
+    PgPaymentStore, StoreError,
 };
 use rust_decimal::Decimal;
 use silo_kit::events::Envelope;
@@ -637,6 +637,223 @@ pub mod checks {
         assert!(!store.was_handled(&other_consumer).await.unwrap());
     }
 
+    pub async fn a_batch_of_openings_gives_each_booking_one_payment(h: Box<dyn Harness>) {
+        let store = h.store();
+        let earlier = store.open(new_payment(Uuid::new_v4(), 10)).await.unwrap();
+        let mut existing = new_payment(earlier.user_id, 99);
+        existing.booking_id = earlier.booking_id;
+        let (a, b) = (
+            new_payment(Uuid::new_v4(), 20),
+            new_payment(Uuid::new_v4(), 30),
+        );
+        let opened = store
+            .open_many(vec![a.clone(), existing, b.clone(), a.clone()])
+            .await
+            .unwrap();
+        assert_eq!(opened.len(), 4);
+        assert_eq!(opened[1], earlier, "a booking's payment is kept as it was");
+        assert_eq!(
+            opened[3], opened[0],
+            "a booking named twice gets one payment"
+        );
+        for (payment, new) in [(&opened[0], &a), (&opened[2], &b)] {
+            assert_eq!(payment.booking_id, new.booking_id);
+            assert_eq!(payment.amount, new.amount);
+            assert_eq!(
+                (payment.status, payment.attempts),
+                (PaymentStatus::Pending, 1)
+            );
+            assert_eq!(
+                store
+                    .find_by_booking(new.booking_id)
+                    .await
+                    .unwrap()
+                    .as_ref(),
+                Some(payment)
+            );
+        }
+        assert_ne!(opened[0].id, opened[2].id);
+        assert!(store.open_many(Vec::new()).await.unwrap().is_empty());
+    }
+
+    pub async fn a_batch_of_charge_results_is_written_with_its_events_and_marks(
+        h: Box<dyn Harness>,
+    ) {
+        let store = h.store();
+        let news: Vec<NewPayment> = (1..=5).map(|n| new_payment(Uuid::new_v4(), n)).collect();
+        let payments = store.open_many(news).await.unwrap();
+        let items: Vec<CompleteCharge> = payments
+            .iter()
+            .enumerate()
+            .map(|(n, p)| CompleteCharge {
+                payment_id: p.id,
+                attempt: 1,
+                result: if n % 2 == 0 { succeeded() } else { declined() },
+                event: event(if n % 2 == 0 {
+                    "PaymentSucceeded"
+                } else {
+                    "PaymentFailed"
+                }),
+                inbox: Some(inbox()),
+            })
+            .collect();
+        let marks: Vec<InboxMark> = items.iter().filter_map(|i| i.inbox.clone()).collect();
+        assert!(store.handled_among(&marks).await.unwrap().is_empty());
+        let outcomes = store.complete_charges(&items).await.unwrap();
+        assert_eq!(outcomes.len(), 5);
+        for ((outcome, payment), n) in outcomes.iter().zip(&payments).zip(0..) {
+            let Effect::Applied(done) = outcome else {
+                panic!("item {n} must apply: {outcome:?}");
+            };
+            assert_eq!(done.id, payment.id);
+            let expected = if n % 2 == 0 {
+                PaymentStatus::Succeeded
+            } else {
+                PaymentStatus::Failed
+            };
+            assert_eq!(done.status, expected);
+            assert_eq!(store.get(payment.id).await.unwrap().as_ref(), Some(done));
+        }
+        let published: Vec<Uuid> = items.iter().map(|i| i.event.envelope.event_id).collect();
+        assert_eq!(h.outbox_event_ids().await, published);
+        let handled = store.handled_among(&marks).await.unwrap();
+        assert_eq!(handled, marks.iter().map(|m| m.event_id).collect());
+        let mut with_unknown = marks[..2].to_vec();
+        with_unknown.push(inbox());
+        let handled = store.handled_among(&with_unknown).await.unwrap();
+        assert_eq!(handled, marks[..2].iter().map(|m| m.event_id).collect());
+        assert!(store.complete_charges(&[]).await.unwrap().is_empty());
+    }
+
+    pub async fn a_batch_of_charge_results_applies_each_as_it_would_alone(h: Box<dyn Harness>) {
+        let store = h.store();
+        let opened = store
+            .open_many((1..=5).map(|n| new_payment(Uuid::new_v4(), n)).collect())
+            .await
+            .unwrap();
+        let [handled, repeated, settled, twice, retry] = &opened[..] else {
+            unreachable!()
+        };
+        let handled_mark = inbox();
+        store.mark_handled(&handled_mark).await.unwrap();
+        let settled_event = event("PaymentFailed");
+        store
+            .complete_charge(settled.id, 1, &declined(), &settled_event, None)
+            .await
+            .unwrap();
+        let charge = |payment_id: Uuid, mark: Option<InboxMark>| CompleteCharge {
+            payment_id,
+            attempt: 1,
+            result: succeeded(),
+            event: event("PaymentSucceeded"),
+            inbox: mark,
+        };
+        let repeated_mark = inbox();
+        let (settled_mark, second_mark) = (inbox(), inbox());
+        let items = [
+            charge(handled.id, Some(handled_mark)),
+            charge(repeated.id, Some(repeated_mark.clone())),
+            charge(settled.id, Some(settled_mark.clone())),
+            charge(twice.id, Some(inbox())),
+            charge(repeated.id, Some(repeated_mark)),
+            charge(twice.id, Some(second_mark.clone())),
+            charge(retry.id, None),
+        ];
+        let outcomes = store.complete_charges(&items).await.unwrap();
+        let applied: Vec<bool> = outcomes
+            .iter()
+            .map(|o| matches!(o, Effect::Applied(_)))
+            .collect();
+        assert_eq!(applied, [false, true, false, true, false, false, true]);
+        let published: Vec<Uuid> = [
+            &settled_event,
+            &items[1].event,
+            &items[3].event,
+            &items[6].event,
+        ]
+        .map(|e| e.envelope.event_id)
+        .into();
+        assert_eq!(h.outbox_event_ids().await, published);
+        let status = |id: Uuid| {
+            let store = store.clone();
+            async move { store.get(id).await.unwrap().unwrap().status }
+        };
+        assert_eq!(
+            status(handled.id).await,
+            PaymentStatus::Pending,
+            "an event handled before changes nothing"
+        );
+        assert_eq!(status(settled.id).await, PaymentStatus::Failed);
+        assert_eq!(status(twice.id).await, PaymentStatus::Succeeded);
+        // Like complete_charge: an event finding its payment no longer PENDING at that
+        // attempt is marked handled.
+        let kept = store
+            .handled_among(&[settled_mark.clone(), second_mark.clone()])
+            .await
+            .unwrap();
+        assert_eq!(kept, [settled_mark.event_id, second_mark.event_id].into());
+    }
+
+    pub async fn a_batch_of_booking_decisions_applies_each_event_once(h: Box<dyn Harness>) {
+        let store = h.store();
+        let opened = store
+            .open_many((1..=3).map(|n| new_payment(Uuid::new_v4(), n)).collect())
+            .await
+            .unwrap();
+        let [confirmed, cancelled, untouched] = &opened[..] else {
+            unreachable!()
+        };
+        let decided_before = inbox();
+        store.mark_handled(&decided_before).await.unwrap();
+        let (repeated, first, second) = (inbox(), inbox(), inbox());
+        let items = [
+            (
+                confirmed.booking_id,
+                BookingState::Confirmed,
+                repeated.clone(),
+            ),
+            (confirmed.booking_id, BookingState::Confirmed, repeated),
+            (cancelled.booking_id, BookingState::Cancelled, first),
+            (
+                cancelled.booking_id,
+                BookingState::Confirmed,
+                second.clone(),
+            ),
+            (
+                untouched.booking_id,
+                BookingState::Cancelled,
+                decided_before,
+            ),
+            (Uuid::new_v4(), BookingState::Confirmed, inbox()),
+        ];
+        let outcomes = store.set_booking_states(&items).await.unwrap();
+        let applied = Effect::Applied(());
+        assert_eq!(
+            outcomes,
+            [
+                applied.clone(),
+                Effect::Duplicate,
+                applied.clone(),
+                applied.clone(),
+                Effect::Duplicate,
+                applied,
+            ]
+        );
+        let state = |id: Uuid| {
+            let store = store.clone();
+            async move { store.get(id).await.unwrap().unwrap().booking_status }
+        };
+        assert_eq!(state(confirmed.id).await, BookingState::Confirmed);
+        assert_eq!(
+            state(cancelled.id).await,
+            BookingState::Cancelled,
+            "the first decision on a booking stands"
+        );
+        assert_eq!(state(untouched.id).await, BookingState::Pending);
+        assert!(store.was_handled(&second).await.unwrap());
+        assert!(store.set_booking_states(&[]).await.unwrap().is_empty());
+    }
+
     pub async fn dead_letters_are_kept(h: Box<dyn Harness>) {
         let store = h.store();
         store
@@ -695,4 +912,8 @@ contract!(
     an_older_email_change_never_overwrites_a_newer_copy,
     the_inbox_remembers_handled_events,
     dead_letters_are_kept,
+    a_batch_of_openings_gives_each_booking_one_payment,
+    a_batch_of_charge_results_is_written_with_its_events_and_marks,
+    a_batch_of_charge_results_applies_each_as_it_would_alone,
+    a_batch_of_booking_decisions_applies_each_event_once,
 );
