@@ -3,15 +3,20 @@
 
 use crate::gateway::{ChargeRequest, GatewayError, PaymentGateway};
 use crate::payment::{BookingState, ChargeResult, NewPayment, Payment, PaymentStatus};
-use crate::store::{Effect, InboxMark, OutboxEntry, PaymentStore, StoreError};
+use crate::store::{CompleteCharge, Effect, InboxMark, OutboxEntry, PaymentStore, StoreError};
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use silo_kit::correlation::CorrelationId;
 use silo_kit::events::{
     BookingCancelled, BookingConfirmed, BookingCreated, Envelope, Event, EventError, PaymentFailed,
     PaymentSucceeded, RefundRequested, UserEmailChanged,
 };
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// Most gateway calls one batch of events has in flight at once.
+const BATCH_CHARGES_IN_FLIGHT: usize = 8;
 
 /// Why handling an event or a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,23 +127,7 @@ impl Charging {
             return Ok(Effect::Duplicate);
         }
         let booking: BookingCreated = envelope.decode()?;
-        let payment = self
-            .store
-            .open(NewPayment {
-                booking_id: booking.booking_id,
-                user_id: booking.user_id,
-                user_email: Some(booking.user_email),
-                user_email_as_of: envelope.occurred_at,
-                amount: booking.total_amount,
-                currency: booking.currency,
-                metadata: serde_json::json!({
-                    "correlationId": envelope.correlation_id,
-                    "bookingCreatedEventId": envelope.event_id,
-                    "eventName": booking.event_name,
-                    "ticketCount": booking.ticket_count,
-                }),
-            })
-            .await?;
+        let payment = self.store.open(new_payment(envelope, booking)).await?;
         if payment.status != PaymentStatus::Pending {
             // Charged already (the same booking announced twice under two event ids).
             self.store.mark_handled(&inbox).await?;
@@ -150,6 +139,97 @@ impl Charging {
             .store
             .complete_charge(payment.id, payment.attempts, &result, &event, Some(&inbox))
             .await?)
+    }
+
+    /// A run of `BookingCreated` events delivered together, with the outcome each would have
+    /// had from [`Self::on_booking_created`] in this order: the store is asked once which
+    /// were handled already, opens the payments in one go, the gateway charges each new
+    /// payment once (a few at a time), and the store records all results with their events
+    /// and inbox marks together. An error means the run must be handled event by event (what
+    /// was charged is charged again under the same idempotency key, which the gateway answers
+    /// without a second capture).
+    pub async fn on_booking_created_batch(
+        &self,
+        envelopes: &[&Envelope],
+        consumer: &str,
+    ) -> Result<Vec<Effect<Payment>>, ChargingError> {
+        let marks: Vec<InboxMark> = envelopes.iter().map(|e| mark(consumer, e)).collect();
+        let handled = self.store.handled_among(&marks).await?;
+        let mut outcomes: Vec<Option<Effect<Payment>>> = vec![None; envelopes.len()];
+        // The events to handle: new to the inbox, and each event id once (a repeat in the run
+        // finds the mark its first occurrence leaves).
+        let mut seen = HashSet::new();
+        let mut todo = Vec::new();
+        let mut opening = Vec::new();
+        for (index, envelope) in envelopes.iter().enumerate() {
+            if handled.contains(&envelope.event_id) || !seen.insert(envelope.event_id) {
+                outcomes[index] = Some(Effect::Duplicate);
+                continue;
+            }
+            opening.push(new_payment(envelope, envelope.decode()?));
+            todo.push(index);
+        }
+        let payments = self.store.open_many(opening).await?;
+        // Each PENDING payment is charged once, for the first event naming its booking.
+        let mut to_charge: Vec<Payment> = Vec::new();
+        let mut charged_by: HashMap<Uuid, usize> = HashMap::new();
+        for (index, payment) in todo.iter().zip(&payments) {
+            if payment.status == PaymentStatus::Pending && !charged_by.contains_key(&payment.id) {
+                charged_by.insert(payment.id, *index);
+                to_charge.push(payment.clone());
+            }
+        }
+        // Owned payments: a stream of borrowed ones makes the future not provably `Send`.
+        let results: Vec<ChargeResult> = futures::stream::iter(to_charge.clone())
+            .map(|payment| async move { self.charge(&payment).await })
+            .buffered(BATCH_CHARGES_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut charged: HashMap<Uuid, (ChargeResult, OutboxEntry)> = HashMap::new();
+        for (payment, result) in to_charge.iter().zip(results) {
+            let envelope = charged_by
+                .get(&payment.id)
+                .and_then(|index| envelopes.get(*index))
+                .ok_or_else(|| StoreError::Corrupt("charged payment lost its event".into()))?;
+            let event = self.result_event(payment, &result, &envelope.correlation_id)?;
+            charged.insert(payment.id, (result, event));
+        }
+        let mut items = Vec::new();
+        let mut completing = Vec::new();
+        for (index, payment) in todo.iter().zip(&payments) {
+            let inbox = marks[*index].clone();
+            match charged.get(&payment.id) {
+                // A later event for a booking charged in this run records the same result:
+                // the store finds the attempt completed, keeps its mark and publishes nothing.
+                Some((result, event)) => {
+                    items.push(CompleteCharge {
+                        payment_id: payment.id,
+                        attempt: payment.attempts,
+                        result: result.clone(),
+                        event: event.clone(),
+                        inbox: Some(inbox),
+                    });
+                    completing.push(*index);
+                }
+                None => {
+                    // Charged already (the same booking announced twice under two event ids).
+                    self.store.mark_handled(&inbox).await?;
+                    outcomes[*index] = Some(Effect::Duplicate);
+                }
+            }
+        }
+        let completed = self.store.complete_charges(&items).await?;
+        for (index, effect) in completing.into_iter().zip(completed) {
+            outcomes[index] = Some(effect);
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .ok_or_else(|| StoreError::Corrupt("an event of the run got no outcome".into()))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(ChargingError::from)
     }
 
     /// Charges a `FAILED` payment of a still-`PENDING` booking once more.
@@ -252,17 +332,29 @@ impl Charging {
         consumer: &str,
     ) -> Result<Effect<()>, ChargingError> {
         let inbox = mark(consumer, envelope);
-        let (booking_id, state) = if envelope.is::<BookingConfirmed>() {
-            let event: BookingConfirmed = envelope.decode()?;
-            (event.booking_id, BookingState::Confirmed)
-        } else {
-            let event: BookingCancelled = envelope.decode()?;
-            (event.booking_id, BookingState::Cancelled)
-        };
+        let (booking_id, state) = decision(envelope)?;
         Ok(self
             .store
             .set_booking_state(booking_id, state, &inbox)
             .await?)
+    }
+
+    /// A run of `BookingConfirmed` / `BookingCancelled` events delivered together, with the
+    /// outcome each would have had from [`Self::on_booking_decided`] in this order, written
+    /// by the store together.
+    pub async fn on_booking_decided_batch(
+        &self,
+        envelopes: &[&Envelope],
+        consumer: &str,
+    ) -> Result<Vec<Effect<()>>, ChargingError> {
+        let items = envelopes
+            .iter()
+            .map(|envelope| {
+                let (booking_id, state) = decision(envelope)?;
+                Ok((booking_id, state, mark(consumer, envelope)))
+            })
+            .collect::<Result<Vec<_>, EventError>>()?;
+        Ok(self.store.set_booking_states(&items).await?)
     }
 
     /// `UserEmailChanged`: refreshes the email copy on the user's payments.
@@ -290,6 +382,35 @@ impl Charging {
 /// taking the money twice.
 pub fn idempotency_key(payment: &Payment) -> String {
     format!("{}:{}", payment.booking_id, payment.attempts)
+}
+
+/// The payment a `BookingCreated` opens.
+fn new_payment(envelope: &Envelope, booking: BookingCreated) -> NewPayment {
+    NewPayment {
+        booking_id: booking.booking_id,
+        user_id: booking.user_id,
+        user_email: Some(booking.user_email),
+        user_email_as_of: envelope.occurred_at,
+        amount: booking.total_amount,
+        currency: booking.currency,
+        metadata: serde_json::json!({
+            "correlationId": envelope.correlation_id,
+            "bookingCreatedEventId": envelope.event_id,
+            "eventName": booking.event_name,
+            "ticketCount": booking.ticket_count,
+        }),
+    }
+}
+
+/// The booking and what became of it, from a `BookingConfirmed` or `BookingCancelled`.
+fn decision(envelope: &Envelope) -> Result<(Uuid, BookingState), EventError> {
+    if envelope.is::<BookingConfirmed>() {
+        let event: BookingConfirmed = envelope.decode()?;
+        Ok((event.booking_id, BookingState::Confirmed))
+    } else {
+        let event: BookingCancelled = envelope.decode()?;
+        Ok((event.booking_id, BookingState::Cancelled))
+    }
 }
 
 fn mark(consumer: &str, envelope: &Envelope) -> InboxMark {

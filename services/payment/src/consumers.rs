@@ -59,7 +59,83 @@ impl BookingEvents {
     }
 }
 
+/// Whether the event is a decision on a booking (handled by [`Charging::on_booking_decided`]).
+fn is_decision(envelope: &Envelope) -> bool {
+    matches!(
+        envelope.event_type.as_str(),
+        BookingConfirmed::TYPE | BookingCancelled::TYPE
+    )
+}
+
+impl BookingEvents {
+    /// Records the decisions at `indexes` of `envelopes` together, and their outcomes.
+    async fn decide(
+        &self,
+        envelopes: &[Envelope],
+        indexes: &mut Vec<usize>,
+        outcomes: &mut [Option<Processed>],
+    ) -> Result<(), HandlerError> {
+        if indexes.is_empty() {
+            return Ok(());
+        }
+        let run: Vec<&Envelope> = indexes.iter().map(|&i| &envelopes[i]).collect();
+        let effects = self
+            .charging
+            .on_booking_decided_batch(&run, CONSUMER_NAME)
+            .await
+            .map_err(failure)?;
+        for (index, effect) in indexes.drain(..).zip(effects) {
+            outcomes[index] = Some(processed(effect));
+        }
+        Ok(())
+    }
+}
+
 impl MessageHandler for BookingEvents {
+    const BATCHES: bool = true;
+
+    /// The run's `BookingCreated` events first, together (nothing else in a run can concern
+    /// a booking before it is created); then the rest in order, consecutive decisions
+    /// together and other events one by one.
+    async fn handle_batch(&self, envelopes: &[Envelope]) -> Result<Vec<Processed>, HandlerError> {
+        let mut outcomes: Vec<Option<Processed>> = vec![None; envelopes.len()];
+        let created: Vec<usize> = (0..envelopes.len())
+            .filter(|&i| envelopes[i].event_type == BookingCreated::TYPE)
+            .collect();
+        if !created.is_empty() {
+            let run: Vec<&Envelope> = created.iter().map(|&i| &envelopes[i]).collect();
+            let effects = self
+                .charging
+                .on_booking_created_batch(&run, CONSUMER_NAME)
+                .await
+                .map_err(failure)?;
+            for (index, effect) in created.into_iter().zip(effects) {
+                outcomes[index] = Some(processed(effect));
+            }
+        }
+        let mut decisions = Vec::new();
+        for (index, envelope) in envelopes.iter().enumerate() {
+            if outcomes[index].is_some() {
+                continue;
+            }
+            if is_decision(envelope) {
+                decisions.push(index);
+                continue;
+            }
+            self.decide(envelopes, &mut decisions, &mut outcomes)
+                .await?;
+            outcomes[index] = Some(self.handle(envelope).await?);
+        }
+        self.decide(envelopes, &mut decisions, &mut outcomes)
+            .await?;
+        outcomes
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                HandlerError::transient(anyhow::anyhow!("an event of the run got no outcome"))
+            })
+    }
+
     async fn handle(&self, envelope: &Envelope) -> Result<Processed, HandlerError> {
         let charging = &self.charging;
         let result = match envelope.event_type.as_str() {

@@ -2,6 +2,7 @@
 //! MongoDB when `SILO_MONGODB_URL` is set (skipped visibly otherwise).
 
 use payment_service::charging::{Charging, Recovered, idempotency_key};
+use payment_service::consumers::BookingEvents;
 use payment_service::gateway::{ChargeRequest, PaymentGateway, SimulatedGateway};
 use payment_service::payment::{
     BookingState, ChargeResult, NewPayment, PaymentMethod, PaymentStatus,
@@ -12,7 +13,10 @@ use payment_service::store::{
     PgPaymentStore, StoreError,
 };
 use rust_decimal::Decimal;
-use silo_kit::events::Envelope;
+use silo_kit::consumer::{MessageHandler, Processed};
+use silo_kit::events::{
+    BookingCancelled, BookingConfirmed, Envelope, RefundRequested, UserEmailChanged,
+};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -212,6 +216,11 @@ async fn take_over(
 ) -> Vec<(Uuid, i32)> {
     let taken = store.claim_abandoned(claimed_before, 10).await.unwrap();
     taken.iter().map(|p| (p.id, p.attempts)).collect()
+}
+
+/// `event` in an envelope of its own.
+fn envelope<E: silo_kit::events::Event>(event: &E) -> Envelope {
+    Envelope::new(event, "run").unwrap()
 }
 
 fn inbox() -> InboxMark {
@@ -854,6 +863,102 @@ pub mod checks {
         assert!(store.set_booking_states(&[]).await.unwrap().is_empty());
     }
 
+    pub async fn a_run_of_booking_events_has_the_outcomes_of_handling_them_one_by_one(
+        h: Box<dyn Harness>,
+    ) {
+        let store = h.store();
+        let gateway = Arc::new(SimulatedGateway::default());
+        let handler = BookingEvents::new(Charging::new(store.clone(), gateway.clone()));
+        let user = Uuid::new_v4();
+        let (done, b1, b2) = (
+            crate::support::booking_created(user, 10),
+            crate::support::booking_created(user, 20),
+            crate::support::booking_created(user, 30),
+        );
+        let done_before = envelope(&done);
+        assert_eq!(
+            handler.handle(&done_before).await.unwrap(),
+            Processed::Applied
+        );
+        let b1_created = envelope(&b1);
+        let run = [
+            b1_created.clone(),
+            done_before,
+            envelope(&b2),
+            b1_created,
+            envelope(&BookingCancelled {
+                booking_id: b2.booking_id,
+                reason: "seats gone".into(),
+            }),
+            envelope(&RefundRequested {
+                payment_id: Uuid::new_v4(),
+                booking_id: b2.booking_id,
+            }),
+            envelope(&BookingConfirmed {
+                booking_id: b1.booking_id,
+                payment_id: Uuid::new_v4(),
+            }),
+            // The same booking announced again under another event id.
+            envelope(&b2),
+            envelope(&UserEmailChanged {
+                user_id: user,
+                old_email: "ada@example.com".into(),
+                new_email: "new@example.com".into(),
+            }),
+        ];
+        use Processed::{Applied, Duplicate, Ignored};
+        let outcomes = handler.handle_batch(&run).await.unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                Applied, Duplicate, Applied, Duplicate, Applied, Applied, Applied, Duplicate,
+                Ignored
+            ]
+        );
+        assert_eq!(gateway.captures(), 3, "each booking is charged once");
+        let first = store.find_by_booking(b1.booking_id).await.unwrap().unwrap();
+        assert_eq!(
+            (first.status, first.booking_status),
+            (PaymentStatus::Succeeded, BookingState::Confirmed)
+        );
+        let second = store.find_by_booking(b2.booking_id).await.unwrap().unwrap();
+        assert_eq!(
+            (second.status, second.booking_status),
+            (PaymentStatus::Refunded, BookingState::Cancelled)
+        );
+        assert_eq!(
+            second.metadata["bookingCreatedEventId"],
+            run[2].event_id.to_string(),
+            "the payment belongs to the first announcement"
+        );
+        assert_eq!(h.outbox_event_types().await, ["PaymentSucceeded"; 3]);
+
+        // The whole run delivered again changes nothing.
+        let again = handler.handle_batch(&run).await.unwrap();
+        let expected: Vec<Processed> = outcomes
+            .iter()
+            .map(|o| if *o == Ignored { Ignored } else { Duplicate })
+            .collect();
+        assert_eq!(again, expected);
+        assert_eq!(gateway.captures(), 3);
+        assert_eq!(h.outbox_event_types().await.len(), 3);
+    }
+
+    pub async fn a_run_with_a_malformed_booking_is_refused_as_a_whole(h: Box<dyn Harness>) {
+        let store = h.store();
+        let gateway = Arc::new(SimulatedGateway::default());
+        let handler = BookingEvents::new(Charging::new(store.clone(), gateway.clone()));
+        let good = crate::support::booking_created(Uuid::new_v4(), 10);
+        let mut malformed = Envelope::new(&good, "run").unwrap();
+        malformed.data = serde_json::json!({ "bookingId": "not a uuid" });
+        let run = [Envelope::new(&good, "run").unwrap(), malformed];
+        assert!(handler.handle_batch(&run).await.is_err());
+        assert_eq!(gateway.captures(), 0, "nothing of the run is charged");
+        assert_eq!(store.find_by_booking(good.booking_id).await.unwrap(), None);
+        // On its own, the well-formed event is handled.
+        assert_eq!(handler.handle(&run[0]).await.unwrap(), Processed::Applied);
+    }
+
     pub async fn dead_letters_are_kept(h: Box<dyn Harness>) {
         let store = h.store();
         store
@@ -916,4 +1021,6 @@ contract!(
     a_batch_of_charge_results_is_written_with_its_events_and_marks,
     a_batch_of_charge_results_applies_each_as_it_would_alone,
     a_batch_of_booking_decisions_applies_each_event_once,
+    a_run_of_booking_events_has_the_outcomes_of_handling_them_one_by_one,
+    a_run_with_a_malformed_booking_is_refused_as_a_whole,
 );
