@@ -85,6 +85,14 @@ pub enum PaymentOutcome {
 }
 
 impl PaymentOutcome {
+    /// The stored name of the outcome (audit trail).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Succeeded { .. } => "SUCCEEDED",
+            Self::Failed { .. } => "FAILED",
+        }
+    }
+
     /// The payment's id.
     pub fn payment_id(&self) -> Uuid {
         match self {

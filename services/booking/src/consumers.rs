@@ -3,6 +3,7 @@
 
 use crate::booking::{PaymentOutcome, Reaction};
 use crate::repository::{BookingRepository, KnownUser, RepositoryError};
+use crate::saga_run::{OutcomeEvent, apply_payment_outcomes};
 use silo_kit::consumer::HandlerError;
 use silo_kit::correlation::CorrelationId;
 use silo_kit::events::{
@@ -34,41 +35,75 @@ fn correlation_of(envelope: &Envelope) -> CorrelationId {
 #[derive(Debug, Clone, Default)]
 pub struct PaymentEvents;
 
+/// The payment outcome an event carries.
+fn outcome_event(envelope: &Envelope) -> Result<OutcomeEvent, HandlerError> {
+    let (booking_id, outcome) = if envelope.is::<PaymentSucceeded>() {
+        let event: PaymentSucceeded = envelope.decode()?;
+        (
+            event.booking_id,
+            PaymentOutcome::Succeeded {
+                payment_id: event.payment_id,
+            },
+        )
+    } else {
+        let event: PaymentFailed = envelope.decode()?;
+        (
+            event.booking_id,
+            PaymentOutcome::Failed {
+                payment_id: event.payment_id,
+                reason: event.reason,
+            },
+        )
+    };
+    Ok(OutcomeEvent {
+        event_id: envelope.event_id,
+        booking_id,
+        outcome,
+        correlation_id: correlation_of(envelope),
+    })
+}
+
+fn warn_of_refund(event: &OutcomeEvent, reaction: &Reaction) {
+    if *reaction == Reaction::RequestRefund {
+        tracing::warn!(booking_id = %event.booking_id, payment_id = %event.outcome.payment_id(), "payment succeeded for a cancelled booking; refund requested");
+    }
+}
+
 impl PgEventHandler for PaymentEvents {
     fn handles(&self, event_type: &str) -> bool {
         event_type == PaymentSucceeded::TYPE || event_type == PaymentFailed::TYPE
     }
 
     async fn apply(&self, tx: &mut PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
-        let (booking_id, outcome) = if envelope.is::<PaymentSucceeded>() {
-            let event: PaymentSucceeded = envelope.decode()?;
-            (
-                event.booking_id,
-                PaymentOutcome::Succeeded {
-                    payment_id: event.payment_id,
-                },
-            )
-        } else {
-            let event: PaymentFailed = envelope.decode()?;
-            (
-                event.booking_id,
-                PaymentOutcome::Failed {
-                    payment_id: event.payment_id,
-                    reason: event.reason,
-                },
-            )
-        };
+        let event = outcome_event(envelope)?;
         let reaction = BookingRepository::apply_payment_outcome(
             tx,
-            envelope.event_id,
-            booking_id,
-            &outcome,
-            &correlation_of(envelope),
+            event.event_id,
+            event.booking_id,
+            &event.outcome,
+            &event.correlation_id,
         )
         .await
         .map_err(store_failure)?;
-        if reaction == Reaction::RequestRefund {
-            tracing::warn!(%booking_id, payment_id = %outcome.payment_id(), "payment succeeded for a cancelled booking; refund requested");
+        warn_of_refund(&event, &reaction);
+        Ok(())
+    }
+
+    /// A run goes through [`apply_payment_outcomes`]: a few statements for the whole run.
+    async fn apply_run(
+        &self,
+        tx: &mut PgConnection,
+        envelopes: &[&Envelope],
+    ) -> Result<(), HandlerError> {
+        let run = envelopes
+            .iter()
+            .map(|envelope| outcome_event(envelope))
+            .collect::<Result<Vec<_>, _>>()?;
+        let reactions = apply_payment_outcomes(tx, &run)
+            .await
+            .map_err(store_failure)?;
+        for (event, reaction) in run.iter().zip(&reactions) {
+            warn_of_refund(event, reaction);
         }
         Ok(())
     }

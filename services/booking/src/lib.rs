@@ -8,6 +8,7 @@ pub mod consumers;
 pub mod cursor;
 pub mod new_booking;
 pub mod repository;
+pub mod saga_run;
 pub mod startup;
 pub mod users;
 

@@ -489,10 +489,6 @@ async fn record_outcome(
     outcome: &PaymentOutcome,
     reaction: &Reaction,
 ) -> Result<(), RepositoryError> {
-    let kind = match outcome {
-        PaymentOutcome::Succeeded { .. } => "SUCCEEDED",
-        PaymentOutcome::Failed { .. } => "FAILED",
-    };
     sqlx::query(
         "INSERT INTO payment_outcomes (event_id, booking_id, payment_id, outcome, reaction) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
@@ -500,7 +496,7 @@ async fn record_outcome(
     .bind(event_id)
     .bind(booking_id)
     .bind(outcome.payment_id())
-    .bind(kind)
+    .bind(outcome.kind())
     .bind(reaction.as_str())
     .execute(conn)
     .await?;

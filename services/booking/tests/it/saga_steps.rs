@@ -193,3 +193,100 @@ async fn an_email_change_handled_after_a_newer_one_is_ignored() {
         .unwrap();
     assert_eq!(email, "c@example.com");
 }
+
+async fn reactions(t: &BookingUnderTest) -> Vec<(Uuid, String, String)> {
+    sqlx::query_as(
+        "SELECT booking_id, outcome, reaction FROM payment_outcomes ORDER BY booking_id, outcome",
+    )
+    .fetch_all(t.app.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_run_of_outcomes_moves_each_booking_as_one_at_a_time_would() {
+    let t = BookingUnderTest::start().await;
+    let (_, token) = t.users.add_user("ada@example.com");
+    let (paid, declined, cancelled, twice) = (
+        new_booking(&t, &token).await,
+        new_booking(&t, &token).await,
+        new_booking(&t, &token).await,
+        new_booking(&t, &token).await,
+    );
+    let inbox = PgInbox::new(t.app.pool().clone(), CONSUMER_NAME, PaymentEvents);
+    // `cancelled` is cancelled by its owner before its payment goes through.
+    let cancel = t
+        .post_empty(&token, &format!("/api/bookings/{cancelled}/cancel"))
+        .await;
+    assert_eq!(cancel.status(), 200);
+    let paid_event = succeeded(paid);
+    let run = [
+        paid_event.clone(),
+        failed(declined),
+        succeeded(cancelled),
+        // Two outcomes for one booking in one run: the first (a failure) wins, the late
+        // success asks for a refund, exactly as if delivered one at a time.
+        failed(twice),
+        succeeded(twice),
+        paid_event,
+        succeeded(Uuid::new_v4()),
+    ];
+    let outcomes = inbox.handle_batch(&run).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            Processed::Applied,
+            Processed::Applied,
+            Processed::Applied,
+            Processed::Applied,
+            Processed::Applied,
+            Processed::Duplicate,
+            Processed::Applied
+        ]
+    );
+    assert_eq!(status_of(&t, paid).await.0, "CONFIRMED");
+    let (status, reason) = status_of(&t, declined).await;
+    assert_eq!(status, "CANCELLED");
+    assert_eq!(reason.as_deref(), Some("payment failed: card declined"));
+    assert_eq!(status_of(&t, cancelled).await.0, "CANCELLED");
+    assert_eq!(status_of(&t, twice).await.0, "CANCELLED");
+    let mut types = outbox_types(&t).await;
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "BookingCancelled", // by its owner
+            "BookingCancelled", // declined
+            "BookingCancelled", // twice
+            "BookingConfirmed",
+            "BookingCreated",
+            "BookingCreated",
+            "BookingCreated",
+            "BookingCreated",
+            "RefundRequested", // cancelled
+            "RefundRequested", // twice
+        ]
+    );
+    let recorded = reactions(&t).await;
+    assert_eq!(recorded.len(), 6, "{recorded:?}");
+    let reaction_of = |booking: Uuid, outcome: &str| {
+        recorded
+            .iter()
+            .find(|(b, o, _)| *b == booking && o == outcome)
+            .map(|(_, _, r)| r.clone())
+    };
+    assert_eq!(reaction_of(paid, "SUCCEEDED").as_deref(), Some("CONFIRMED"));
+    assert_eq!(
+        reaction_of(declined, "FAILED").as_deref(),
+        Some("CANCELLED")
+    );
+    assert_eq!(
+        reaction_of(cancelled, "SUCCEEDED").as_deref(),
+        Some("REFUND_REQUESTED")
+    );
+    assert_eq!(reaction_of(twice, "FAILED").as_deref(), Some("CANCELLED"));
+    assert_eq!(
+        reaction_of(twice, "SUCCEEDED").as_deref(),
+        Some("REFUND_REQUESTED")
+    );
+}

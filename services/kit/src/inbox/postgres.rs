@@ -22,6 +22,23 @@ pub trait PgEventHandler: Send + Sync + 'static {
         tx: &'a mut PgConnection,
         envelope: &'a Envelope,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+
+    /// Applies the effects of a run of new events on `tx`, in order; their
+    /// inbox records are already written on it. Handlers that can write a
+    /// run with multi-row statements override this; the default applies
+    /// them one by one.
+    fn apply_run<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        envelopes: &'a [&'a Envelope],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
+        async move {
+            for envelope in envelopes {
+                self.apply(tx, envelope).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Wraps a [`PgEventHandler`] with inbox de-duplication for one consumer.
@@ -99,17 +116,19 @@ impl<H: PgEventHandler> MessageHandler for PgInbox<H> {
         .into_iter()
         .collect();
         let mut outcomes = Vec::with_capacity(envelopes.len());
+        let mut new_events = Vec::with_capacity(fresh.len());
         for envelope in envelopes {
             if !self.handler.handles(&envelope.event_type) {
                 outcomes.push(Processed::Ignored);
             } else if fresh.remove(&envelope.event_id) {
                 // Removed, so a second copy of the event in the same run is a duplicate.
-                self.handler.apply(&mut tx, envelope).await?;
+                new_events.push(envelope);
                 outcomes.push(Processed::Applied);
             } else {
                 outcomes.push(Processed::Duplicate);
             }
         }
+        self.handler.apply_run(&mut tx, &new_events).await?;
         tx.commit().await?;
         Ok(outcomes)
     }

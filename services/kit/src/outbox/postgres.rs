@@ -47,6 +47,59 @@ pub async fn enqueue_envelope(
     Ok(())
 }
 
+/// Writes ready envelopes to the outbox on `conn` with one statement, each
+/// with its stream token, in the given order — the multi-row form of
+/// [`enqueue_envelope`] for handlers that apply a run of events at once.
+pub async fn enqueue_all(
+    conn: &mut PgConnection,
+    records: &[(&str, &Envelope)],
+) -> Result<(), OutboxError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut columns = OutboxColumns::default();
+    for (stream_token, envelope) in records {
+        columns.event_ids.push(envelope.event_id);
+        columns.streams.push(stream_token.to_string());
+        columns.event_types.push(envelope.event_type.clone());
+        columns
+            .payloads
+            .push(serde_json::to_value(envelope).map_err(crate::events::EventError::from)?);
+        columns
+            .correlation_ids
+            .push(envelope.correlation_id.clone());
+        columns.created_at.push(envelope.occurred_at);
+    }
+    // WITH ORDINALITY keeps the given order in the `seq` the relay publishes by.
+    sqlx::query(
+        "INSERT INTO outbox (event_id, stream, event_type, payload, correlation_id, created_at) \
+         SELECT event_id, stream, event_type, payload, correlation_id, created_at \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[]) \
+             WITH ORDINALITY AS run(event_id, stream, event_type, payload, correlation_id, created_at, position) \
+         ORDER BY position",
+    )
+    .bind(&columns.event_ids)
+    .bind(&columns.streams)
+    .bind(&columns.event_types)
+    .bind(&columns.payloads)
+    .bind(&columns.correlation_ids)
+    .bind(&columns.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The outbox columns of a run of records, as arrays.
+#[derive(Default)]
+struct OutboxColumns {
+    event_ids: Vec<Uuid>,
+    streams: Vec<String>,
+    event_types: Vec<String>,
+    payloads: Vec<serde_json::Value>,
+    correlation_ids: Vec<String>,
+    created_at: Vec<DateTime<Utc>>,
+}
+
 /// Connections the relay's own pool keeps.
 const RELAY_CONNECTIONS: u32 = 2;
 

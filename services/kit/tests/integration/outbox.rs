@@ -362,3 +362,40 @@ async fn relay_cleanup_deletes_inbox_records_and_dead_letters_past_their_retenti
     .await;
     fixture.stop().await;
 }
+
+#[tokio::test]
+async fn enqueue_all_writes_a_run_in_the_given_order() {
+    let (_database, pool) = migrated_database().await;
+    let envelopes: Vec<Envelope> = (0..5)
+        .map(|i| {
+            Envelope::new(
+                &UserRegistered {
+                    user_id: Uuid::new_v4(),
+                    email: format!("u{i}@example.com"),
+                    full_name: format!("U {i}"),
+                },
+                &format!("corr-{i}"),
+            )
+            .unwrap()
+        })
+        .collect();
+    let records: Vec<(&str, &Envelope)> = envelopes.iter().map(|e| ("users", e)).collect();
+    let mut tx = pool.begin().await.unwrap();
+    silo_kit::outbox::postgres::enqueue_all(&mut tx, &records)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let rows: Vec<(Uuid, String, String, serde_json::Value)> =
+        sqlx::query_as("SELECT event_id, stream, correlation_id, payload FROM outbox ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 5);
+    for (row, envelope) in rows.iter().zip(&envelopes) {
+        assert_eq!(row.0, envelope.event_id);
+        assert_eq!(row.1, "users");
+        assert_eq!(row.2, envelope.correlation_id);
+        let stored: Envelope = serde_json::from_value(row.3.clone()).unwrap();
+        assert_eq!(&stored, envelope);
+    }
+}
