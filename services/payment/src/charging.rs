@@ -155,45 +155,29 @@ impl Charging {
     ) -> Result<Vec<Effect<Payment>>, ChargingError> {
         let marks: Vec<InboxMark> = envelopes.iter().map(|e| mark(consumer, e)).collect();
         let handled = self.store.handled_among(&marks).await?;
-        let mut outcomes: Vec<Option<Effect<Payment>>> = vec![None; envelopes.len()];
-        // The events to handle: new to the inbox, and each event id once (a repeat in the run
-        // finds the mark its first occurrence leaves).
+        // Whatever is not applied below is a duplicate: handled before, a repeat of an event
+        // id earlier in the run (it finds the mark its first occurrence leaves), or a booking
+        // whose payment is no longer PENDING.
+        let mut outcomes = vec![Effect::Duplicate; envelopes.len()];
         let mut seen = HashSet::new();
         let mut todo = Vec::new();
         let mut opening = Vec::new();
         for (index, envelope) in envelopes.iter().enumerate() {
-            if handled.contains(&envelope.event_id) || !seen.insert(envelope.event_id) {
-                outcomes[index] = Some(Effect::Duplicate);
-                continue;
+            if !handled.contains(&envelope.event_id) && seen.insert(envelope.event_id) {
+                opening.push(new_payment(envelope, envelope.decode()?));
+                todo.push(index);
             }
-            opening.push(new_payment(envelope, envelope.decode()?));
-            todo.push(index);
         }
         let payments = self.store.open_many(opening).await?;
         // Each PENDING payment is charged once, for the first event naming its booking.
-        let mut to_charge: Vec<Payment> = Vec::new();
-        let mut charged_by: HashMap<Uuid, usize> = HashMap::new();
+        let mut to_charge = Vec::new();
+        let mut charging = HashSet::new();
         for (index, payment) in todo.iter().zip(&payments) {
-            if payment.status == PaymentStatus::Pending && !charged_by.contains_key(&payment.id) {
-                charged_by.insert(payment.id, *index);
-                to_charge.push(payment.clone());
+            if payment.status == PaymentStatus::Pending && charging.insert(payment.id) {
+                to_charge.push((payment.clone(), envelopes[*index].correlation_id.clone()));
             }
         }
-        // Owned payments: a stream of borrowed ones makes the future not provably `Send`.
-        let results: Vec<ChargeResult> = futures::stream::iter(to_charge.clone())
-            .map(|payment| async move { self.charge(&payment).await })
-            .buffered(BATCH_CHARGES_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        let mut charged: HashMap<Uuid, (ChargeResult, OutboxEntry)> = HashMap::new();
-        for (payment, result) in to_charge.iter().zip(results) {
-            let envelope = charged_by
-                .get(&payment.id)
-                .and_then(|index| envelopes.get(*index))
-                .ok_or_else(|| StoreError::Corrupt("charged payment lost its event".into()))?;
-            let event = self.result_event(payment, &result, &envelope.correlation_id)?;
-            charged.insert(payment.id, (result, event));
-        }
+        let charged = self.charge_each(to_charge).await?;
         let mut items = Vec::new();
         let mut completing = Vec::new();
         for (index, payment) in todo.iter().zip(&payments) {
@@ -211,25 +195,35 @@ impl Charging {
                     });
                     completing.push(*index);
                 }
+                // Charged already (the same booking announced twice under two event ids).
                 None => {
-                    // Charged already (the same booking announced twice under two event ids).
                     self.store.mark_handled(&inbox).await?;
-                    outcomes[*index] = Some(Effect::Duplicate);
                 }
             }
         }
         let completed = self.store.complete_charges(&items).await?;
         for (index, effect) in completing.into_iter().zip(completed) {
-            outcomes[index] = Some(effect);
+            outcomes[index] = effect;
         }
-        outcomes
-            .into_iter()
-            .map(|outcome| {
-                outcome
-                    .ok_or_else(|| StoreError::Corrupt("an event of the run got no outcome".into()))
+        Ok(outcomes)
+    }
+
+    /// Charges each payment (a few at a time), and makes the event announcing each result
+    /// with the correlation id paired with its payment.
+    async fn charge_each(
+        &self,
+        payments: Vec<(Payment, String)>,
+    ) -> Result<HashMap<Uuid, (ChargeResult, OutboxEntry)>, ChargingError> {
+        // Owned payments: a stream of borrowed ones makes the future not provably `Send`.
+        futures::stream::iter(payments)
+            .map(|(payment, correlation_id)| async move {
+                let result = self.charge(&payment).await?;
+                let event = self.result_event(&payment, &result, &correlation_id)?;
+                Ok::<_, ChargingError>((payment.id, (result, event)))
             })
-            .collect::<Result<_, _>>()
-            .map_err(ChargingError::from)
+            .buffered(BATCH_CHARGES_IN_FLIGHT)
+            .try_collect()
+            .await
     }
 
     /// Charges a `FAILED` payment of a still-`PENDING` booking once more.

@@ -494,10 +494,11 @@ impl PaymentStore for PgPaymentStore {
                 silo_kit::outbox::OutboxError::from(silo_kit::events::EventError::from(e))
             })?);
         }
-        // One statement, so one transaction: the inbox marks (kept even where the payment
-        // is no longer PENDING at that attempt), the results of the items whose mark is new
-        // or absent (the first of several for one attempt), and the events of the payments
-        // that moved.
+        // One statement, so one transaction: the inbox marks (kept even where the payment is
+        // no longer PENDING at that attempt; taken in key order, as by every batch, so two
+        // batches sharing events wait for each other instead of deadlocking), the results of
+        // the items whose mark is new or absent (the first of several for one attempt), and
+        // the events of the payments that moved.
         let sql = format!(
             "WITH item AS ( \
                  SELECT * FROM unnest($1::int4[], $2::uuid[], $3::int4[], $4::text[], \
@@ -511,7 +512,7 @@ impl PaymentStore for PgPaymentStore {
              marked AS ( \
                  INSERT INTO inbox (consumer, event_id, event_type) \
                  SELECT inbox_consumer, inbox_event_id, inbox_event_type FROM item \
-                 WHERE inbox_event_id IS NOT NULL ORDER BY ord \
+                 WHERE inbox_event_id IS NOT NULL ORDER BY inbox_consumer, inbox_event_id \
                  ON CONFLICT DO NOTHING RETURNING consumer, event_id), \
              eligible AS ( \
                  SELECT DISTINCT ON (payment_id, attempt) * FROM item \
@@ -647,7 +648,7 @@ impl PaymentStore for PgPaymentStore {
                  AS i(ord, booking_id, state, consumer, event_id, event_type)), \
              marked AS ( \
                  INSERT INTO inbox (consumer, event_id, event_type) \
-                 SELECT consumer, event_id, event_type FROM item ORDER BY ord \
+                 SELECT consumer, event_id, event_type FROM item ORDER BY consumer, event_id \
                  ON CONFLICT DO NOTHING RETURNING consumer, event_id), \
              fresh AS (SELECT item.* FROM item JOIN marked USING (consumer, event_id)), \
              decided AS ( \
