@@ -374,7 +374,7 @@ async fn enqueue_all_writes_a_run_in_the_given_order() {
                     email: format!("u{i}@example.com"),
                     full_name: format!("U {i}"),
                 },
-                &format!("corr-{i}"),
+                format!("corr-{i}"),
             )
             .unwrap()
         })
