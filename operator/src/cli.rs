@@ -54,6 +54,11 @@ struct RunArgs {
     /// Reconciles running at once per controller.
     #[arg(long, env = "SILO_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Admin connections per database server: the most admin statements running there at
+    /// once. Each CREATE DATABASE copies a whole database; a few at once keep a server busy,
+    /// more slow every one of them down.
+    #[arg(long, env = "SILO_ADMIN_POOL_SIZE", default_value_t = 3)]
+    admin_pool_size: u32,
     /// Log format.
     #[arg(long, env = "SILO_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -172,6 +177,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         operator_namespace: args.operator_namespace,
         concurrency: args.concurrency,
         drift_interval: args.drift_interval,
+        admin_pool_size: args.admin_pool_size,
         instance: Some(identity),
         ..OperatorConfig::default()
     };

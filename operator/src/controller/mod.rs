@@ -45,7 +45,8 @@ pub struct OperatorConfig {
     pub drift_interval: Duration,
     /// Longest wait between retries of a failing object.
     pub max_backoff: Duration,
-    /// Connections per server admin pool.
+    /// Connections per server admin pool: the most admin statements (`CREATE DATABASE`
+    /// among them) running at once on one server.
     pub admin_pool_size: u32,
     /// This replica's name in Events.
     pub instance: Option<String>,
@@ -60,7 +61,7 @@ impl Default for OperatorConfig {
             concurrency: 16,
             drift_interval: Duration::from_secs(300),
             max_backoff: Duration::from_secs(300),
-            admin_pool_size: 8,
+            admin_pool_size: 3,
             instance: None,
         }
     }
