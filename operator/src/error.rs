@@ -36,9 +36,6 @@ pub enum Error {
     /// An object could not be built or read.
     #[error("serialization: {0}")]
     Serialization(#[from] serde_json::Error),
-    /// Adding or removing the finalizer failed.
-    #[error("finalizer: {0}")]
-    Finalizer(String),
 }
 
 impl Error {
@@ -57,7 +54,6 @@ impl Error {
             Error::Engine(_) => "EngineError",
             Error::Kube(_) => "KubeError",
             Error::Serialization(_) => "SerializationError",
-            Error::Finalizer(_) => "FinalizerError",
         }
     }
 }
@@ -66,16 +62,6 @@ impl Error {
     /// Whether only a change of the spec can fix this, so retrying is pointless.
     pub fn needs_spec_change(&self) -> bool {
         matches!(self, Error::InvalidSpec(_))
-    }
-}
-
-impl From<kube::runtime::finalizer::Error<Error>> for Error {
-    fn from(error: kube::runtime::finalizer::Error<Error>) -> Self {
-        use kube::runtime::finalizer::Error as F;
-        match error {
-            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
-            other => Error::Finalizer(other.to_string()),
-        }
     }
 }
 

@@ -6,14 +6,13 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 
 use super::server_access::{
     ensure_workload, prepare_workload, read_admin_login, secret_value, server_engine,
     workload_admin, workload_waiting,
 };
-use super::{Context, object_key};
+use super::{Context, finalizers, object_key};
 use crate::apply::{apply, apply_status};
 use crate::build::{AllowedClient, CredentialsSecretInput, Workload, credentials_secret};
 use crate::crd::{
@@ -43,16 +42,25 @@ pub async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action, E
     let key = object_key(db.as_ref());
     let namespace = db.namespace().unwrap_or_default();
     let api = Api::<Database>::namespaced(ctx.client.clone(), &namespace);
-    let context = ctx.as_ref();
-    let api_ref = &api;
-    let result = finalizer(&api, FINALIZER, db, |event| async move {
-        match event {
-            FinalizerEvent::Apply(db) => apply_database(&db, context, api_ref).await,
-            FinalizerEvent::Cleanup(db) => cleanup(&db, context, api_ref).await,
+    let result = if db.meta().deletion_timestamp.is_some() {
+        if finalizers::has(db.as_ref(), FINALIZER) {
+            match cleanup(&db, &ctx, &api).await {
+                Ok(action) => finalizers::remove(&api, db.as_ref(), FINALIZER)
+                    .await
+                    .map(|()| action),
+                Err(error) => Err(error),
+            }
+        } else {
+            Ok(Action::await_change())
         }
-    })
-    .await
-    .map_err(Error::from);
+    } else {
+        // The finalizer goes on before anything exists on a server, and the same pass goes on
+        // to provision (the predicate ignores finalizer changes, so adding it wakes no pass).
+        match finalizers::add(&api, db.as_ref(), FINALIZER).await {
+            Ok(db) => apply_database(&db, &ctx, &api).await,
+            Err(error) => Err(error),
+        }
+    };
     ctx.metrics.reconciled(
         CONTROLLER,
         started.elapsed(),

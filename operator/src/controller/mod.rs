@@ -2,6 +2,7 @@
 
 mod caches;
 pub mod database;
+mod finalizers;
 mod server;
 mod server_access;
 mod triggers;

@@ -5,17 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
 use super::server_access::{
     ensure_workload, prepare_workload, read_admin_login, server_engine, workload_admin,
     workload_waiting,
 };
-use super::{Context, object_key};
-use crate::apply::{FIELD_MANAGER, apply_status};
+use super::{Context, finalizers, object_key};
+use crate::apply::apply_status;
 use crate::build::{AllowedClient, Workload};
 use crate::crd::{Database, DatabaseServer, DatabaseServerStatus};
 use crate::engine::{AdminConnection, Engine as _};
@@ -42,8 +40,8 @@ pub async fn reconcile(server: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result
     let outcome = if server.metadata.deletion_timestamp.is_some() {
         release_when_unused(&server, &ctx, &api).await
     } else {
-        match add_finalizer(&server, &api).await {
-            Ok(()) => observe(&server, &ctx, &api).await,
+        match finalizers::add(&api, server.as_ref(), FINALIZER).await {
+            Ok(server) => observe(&server, &ctx, &api).await,
             Err(e) => Err(e),
         }
     };
@@ -141,41 +139,6 @@ async fn write_status(
     written.map_err(Error::from)
 }
 
-fn has_finalizer(server: &DatabaseServer) -> bool {
-    server.finalizers().iter().any(|f| f == FINALIZER)
-}
-
-/// Writes `finalizers` guarded by the `resourceVersion` that was read, so that a concurrent change
-/// of the list is never overwritten (the write fails with a conflict and is retried).
-async fn write_finalizers(
-    server: &DatabaseServer,
-    api: &Api<DatabaseServer>,
-    finalizers: Vec<String>,
-) -> Result<(), Error> {
-    let patch = json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": server.resource_version(),
-        }
-    });
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    api.patch(&server.name_any(), &params, &Patch::Merge(&patch))
-        .await?;
-    Ok(())
-}
-
-async fn add_finalizer(server: &DatabaseServer, api: &Api<DatabaseServer>) -> Result<(), Error> {
-    if has_finalizer(server) {
-        return Ok(());
-    }
-    let mut finalizers = server.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
-    write_finalizers(server, api, finalizers).await
-}
-
 /// For a server being deleted: releases it once no `Database` references it; until then it says
 /// which ones still do.
 async fn release_when_unused(
@@ -183,7 +146,7 @@ async fn release_when_unused(
     ctx: &Context,
     api: &Api<DatabaseServer>,
 ) -> Result<Action, Error> {
-    if !has_finalizer(server) {
+    if !finalizers::has(server, FINALIZER) {
         return Ok(Action::await_change());
     }
     let users: Vec<String> = databases_on(ctx, server)
@@ -192,13 +155,7 @@ async fn release_when_unused(
         .map(|db| format!("{}/{}", db.namespace().unwrap_or_default(), db.name_any()))
         .collect();
     if users.is_empty() {
-        let rest = server
-            .finalizers()
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
-        write_finalizers(server, api, rest).await?;
+        finalizers::remove(api, server, FINALIZER).await?;
         return Ok(Action::await_change());
     }
     let mut status = server.status.clone().unwrap_or_default();
