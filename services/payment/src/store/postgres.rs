@@ -537,76 +537,25 @@ impl PaymentStore for PgPaymentStore {
         );
         let rows = sqlx::query(&sql)
             .bind(batch.iter().map(|(i, _)| ordinal(*i)).collect::<Vec<_>>())
-            .bind(batch.iter().map(|(_, c)| c.payment_id).collect::<Vec<_>>())
-            .bind(batch.iter().map(|(_, c)| c.attempt).collect::<Vec<_>>())
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.result.status().as_str())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(&batch, |c| c.payment_id))
+            .bind(column(&batch, |c| c.attempt))
+            .bind(column(&batch, |c| c.result.status().as_str()))
             .bind(methods)
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.result.transaction_id())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.result.failure_reason())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.inbox.as_ref().map(|m| m.consumer.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.inbox.as_ref().map(|m| m.event_id))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.inbox.as_ref().map(|m| m.event_type.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.event.envelope.event_id)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.event.stream.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.event.envelope.event_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(&batch, |c| c.result.transaction_id()))
+            .bind(column(&batch, |c| c.result.failure_reason()))
+            .bind(column(&batch, |c| {
+                c.inbox.as_ref().map(|m| m.consumer.as_str())
+            }))
+            .bind(column(&batch, |c| c.inbox.as_ref().map(|m| m.event_id)))
+            .bind(column(&batch, |c| {
+                c.inbox.as_ref().map(|m| m.event_type.as_str())
+            }))
+            .bind(column(&batch, |c| c.event.envelope.event_id))
+            .bind(column(&batch, |c| c.event.stream.as_str()))
+            .bind(column(&batch, |c| c.event.envelope.event_type.as_str()))
             .bind(payloads)
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.event.envelope.correlation_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, c)| c.event.envelope.occurred_at)
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(&batch, |c| c.event.envelope.correlation_id.as_str()))
+            .bind(column(&batch, |c| c.event.envelope.occurred_at))
             .bind(now_millis())
             .fetch_all(&self.pool)
             .await?;
@@ -733,4 +682,12 @@ pub(super) fn retry_refusal(current: Option<Payment>, payment_id: Uuid) -> Store
             p.booking_status.as_str()
         )),
     }
+}
+
+/// One column of a batch of charge results, as an array to bind.
+fn column<'a, T>(
+    batch: &[(usize, &'a CompleteCharge)],
+    value: impl Fn(&'a CompleteCharge) -> T,
+) -> Vec<T> {
+    batch.iter().map(|(_, item)| value(item)).collect()
 }
