@@ -234,6 +234,16 @@ impl Harness {
             .unwrap_or_else(|e| panic!("cannot create Database {}: {e}", db.name_any()))
     }
 
+    /// Creates Database `name`, owned by the service `name`, on the harness's shared server.
+    pub async fn create_shared(&self, name: &str) -> Database {
+        self.create(
+            &DatabaseFixture::shared_on(&self.server)
+                .owner(name)
+                .build(name),
+        )
+        .await
+    }
+
     /// Waits until condition `type_` of Database `name` has `status`; returns the Database.
     pub async fn wait_condition(&self, name: &str, type_: &str, status: &str) -> Database {
         let api = self.databases();

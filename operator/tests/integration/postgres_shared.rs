@@ -102,18 +102,8 @@ async fn each_service_gets_a_database_that_only_its_own_credentials_open() {
 #[tokio::test]
 async fn a_hand_granted_connect_is_revoked_by_the_next_reconcile() {
     let mut h = Harness::start("silo-drift").await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("victim")
-            .build("victim"),
-    )
-    .await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("intruder")
-            .build("intruder"),
-    )
-    .await;
+    h.create_shared("victim").await;
+    h.create_shared("intruder").await;
     let (_, victim_database) = names_of(&h.wait_ready("victim").await);
     let (intruder_role, _) = names_of(&h.wait_ready("intruder").await);
     let intruder_secret = h.secret("intruder-db").await;
@@ -179,18 +169,8 @@ async fn can_create_in_public(database: &str, role: &str) -> bool {
 #[tokio::test]
 async fn schema_public_opened_by_hand_is_closed_again_by_the_next_reconcile() {
     let h = Harness::start("silo-schema").await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("owner")
-            .build("owner"),
-    )
-    .await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("other")
-            .build("other"),
-    )
-    .await;
+    h.create_shared("owner").await;
+    h.create_shared("other").await;
     let (_, database) = names_of(&h.wait_ready("owner").await);
     let (other_role, _) = names_of(&h.wait_ready("other").await);
     assert!(
@@ -291,12 +271,7 @@ async fn a_role_that_silo_did_not_create_is_not_adopted() {
         .execute(&mut admin)
         .await
         .unwrap();
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("squatted")
-            .build("squatted"),
-    )
-    .await;
+    h.create_shared("squatted").await;
     let db = h.wait_condition("squatted", "Ready", "False").await;
     let ready = db
         .status
@@ -364,12 +339,7 @@ async fn server_ready_stays_false_until_the_admin_login_is_accepted() {
     let good = h.secret("pg-admin").await["password"].clone();
     let wrong = format!("wrong-{}", silo_testenv::unique_suffix());
     set_admin_password(wrong.clone()).await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("refused")
-            .build("refused"),
-    )
-    .await;
+    h.create_shared("refused").await;
     let db = h.wait_condition("refused", "ServerReady", "False").await;
     let server_ready = db
         .status
@@ -438,12 +408,7 @@ async fn a_taken_secret_name_is_retried_and_provisions_once_the_secret_is_gone()
 #[tokio::test]
 async fn rotation_sets_a_new_password_and_the_old_one_stops_working() {
     let h = Harness::start("silo-rotate").await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("rotating")
-            .build("rotating"),
-    )
-    .await;
+    h.create_shared("rotating").await;
     let before = h.wait_ready("rotating").await;
     let (_, database) = names_of(&before);
     let old = h.secret("rotating-db").await;
@@ -582,12 +547,7 @@ async fn an_invalid_spec_is_reported_and_fixing_it_provisions_the_database() {
 #[tokio::test]
 async fn changing_the_server_of_a_provisioned_database_is_refused() {
     let h = Harness::start("silo-immutable").await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("fixed")
-            .build("fixed"),
-    )
-    .await;
+    h.create_shared("fixed").await;
     h.wait_ready("fixed").await;
     h.databases()
         .patch(
@@ -627,12 +587,7 @@ async fn changing_the_server_of_a_provisioned_database_is_refused() {
 #[tokio::test]
 async fn a_restarted_operator_converges_without_duplicate_roles() {
     let mut h = Harness::start("silo-restart").await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("resumed")
-            .build("resumed"),
-    )
-    .await;
+    h.create_shared("resumed").await;
     // Stop as soon as the operator has started on it (finalizer added), before it is Ready.
     let api = h.databases();
     eventually("the finalizer to be added", || {
@@ -668,12 +623,7 @@ async fn a_restarted_operator_converges_without_duplicate_roles() {
 #[tokio::test]
 async fn reconciling_a_ready_database_again_writes_nothing() {
     let h = Harness::start("silo-idle").await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("idle")
-            .build("idle"),
-    )
-    .await;
+    h.create_shared("idle").await;
     h.wait_ready("idle").await;
     let secrets =
         kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), h.ns());

@@ -61,12 +61,7 @@ async fn the_operator_provisions_and_deletes_with_only_its_cluster_role() {
         "the impersonated client must be restricted (is RBAC enabled?): {forbidden:?}"
     );
     h.start_controller_as(restricted);
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("limited")
-            .build("limited"),
-    )
-    .await;
+    h.create_shared("limited").await;
     h.wait_ready("limited").await;
     h.secret("limited-db").await;
     h.delete_and_wait("limited").await;

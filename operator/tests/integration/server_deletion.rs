@@ -42,12 +42,7 @@ async fn a_server_in_use_stays_until_its_databases_have_dropped_their_data() {
         }
     })
     .await;
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("orders")
-            .build("orders"),
-    )
-    .await;
+    h.create_shared("orders").await;
     let status = h.wait_ready("orders").await.status.unwrap();
     let (database, role) = (status.database_name.unwrap(), status.role_name.unwrap());
     assert_eq!(count_on_server(&role, &database).await, (1, 1));
@@ -64,12 +59,7 @@ async fn a_server_in_use_stays_until_its_databases_have_dropped_their_data() {
     );
 
     // Another Database on it is named as well; the Event was published once, on the transition.
-    h.create(
-        &DatabaseFixture::shared_on(&h.server)
-            .owner("billing")
-            .build("billing"),
-    )
-    .await;
+    h.create_shared("billing").await;
     let billing = h.wait_ready("billing").await.status.unwrap();
     let both = eventually("the InUse message to name both Databases", || {
         let servers = servers.clone();
