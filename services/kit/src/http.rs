@@ -210,16 +210,27 @@ mod tests {
         serde_json::from_slice(&to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap()
     }
 
+    /// `GET uri` with no headers.
+    async fn get_uri(app: &Router, uri: &str) -> (StatusCode, Response) {
+        call(
+            app,
+            axum::http::Request::get(uri).body(Body::empty()).unwrap(),
+        )
+        .await
+    }
+
+    /// The `/metrics` page as text (asserting it answers 200).
+    async fn scrape_metrics(app: &Router) -> String {
+        let (status, response) = get_uri(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
     #[tokio::test]
     async fn unknown_route_is_a_json_404() {
         let app = app(Readiness::new());
-        let (status, response) = call(
-            &app,
-            axum::http::Request::get("/nope")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (status, response) = get_uri(&app, "/nope").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(json_of(response).await["error"]["code"], "not_found");
     }
@@ -266,13 +277,7 @@ mod tests {
             .unwrap();
         let (_, response) = call(&app, request).await;
         assert_eq!(response.headers()["x-correlation-id"], "abc-123");
-        let (_, response) = call(
-            &app,
-            axum::http::Request::get("/healthz")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (_, response) = get_uri(&app, "/healthz").await;
         assert!(!response.headers()["x-correlation-id"].is_empty());
     }
 
@@ -289,13 +294,7 @@ mod tests {
     #[tokio::test]
     async fn readyz_is_503_naming_the_failing_check() {
         let app = app(Readiness::new().with(Failing));
-        let (status, response) = call(
-            &app,
-            axum::http::Request::get("/readyz")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (status, response) = get_uri(&app, "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let body = json_of(response).await;
         assert_eq!(body["checks"]["broker"], "failing");
@@ -308,28 +307,8 @@ mod tests {
     #[tokio::test]
     async fn metrics_label_requests_by_route_template() {
         let app = app(Readiness::new());
-        call(
-            &app,
-            axum::http::Request::get("/api/things/42")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
-        let (status, response) = call(
-            &app,
-            axum::http::Request::get("/metrics")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
-        let text = String::from_utf8(
-            to_bytes(response.into_body(), 1 << 20)
-                .await
-                .unwrap()
-                .to_vec(),
-        )
-        .unwrap();
+        get_uri(&app, "/api/things/42").await;
+        let text = scrape_metrics(&app).await;
         assert!(
             text.contains(
                 r#"http_requests_total{method="GET",route="/api/things/{id}",status="2xx"} 1"#
@@ -353,20 +332,7 @@ mod tests {
             )
             .await;
         }
-        let (_, response) = call(
-            &app,
-            axum::http::Request::get("/metrics")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
-        let text = String::from_utf8(
-            to_bytes(response.into_body(), 1 << 20)
-                .await
-                .unwrap()
-                .to_vec(),
-        )
-        .unwrap();
+        let text = scrape_metrics(&app).await;
         assert!(!text.contains("BREW") && !text.contains("XYZZY"), "{text}");
         assert!(
             text.contains(
