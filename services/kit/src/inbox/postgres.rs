@@ -88,7 +88,9 @@ impl<H: PgEventHandler> MessageHandler for PgInbox<H> {
     const BATCHES: bool = true;
 
     /// One transaction for the run: one statement writes the inbox records
-    /// of every event the handler acts on and returns the new ones, then each
+    /// of every event the handler acts on (in key order, so two runs that
+    /// share an event wait for each other instead of deadlocking) and returns
+    /// the new ones, then each
     /// new event's effect is applied in order, and all of it commits once. A
     /// failure rolls the whole run back (the consumer then handles its events
     /// one by one).
@@ -106,6 +108,7 @@ impl<H: PgEventHandler> MessageHandler for PgInbox<H> {
         let mut fresh: HashSet<Uuid> = sqlx::query_scalar(
             "INSERT INTO inbox (consumer, event_id, event_type) \
              SELECT $1, event_id, event_type FROM unnest($2::uuid[], $3::text[]) AS run(event_id, event_type) \
+             ORDER BY event_id \
              ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
         )
         .bind(&self.consumer)
