@@ -90,9 +90,9 @@ impl<H: PgEventHandler> MessageHandler for PgInbox<H> {
     /// One transaction for the run: one statement writes the inbox records
     /// of every event the handler acts on (in key order, so two runs that
     /// share an event wait for each other instead of deadlocking) and returns
-    /// the new ones, then each
-    /// new event's effect is applied in order, and all of it commits once. A
-    /// failure rolls the whole run back (the consumer then handles its events
+    /// the new ones; then each new event's effect is applied in order, and
+    /// all of it commits once. A failure rolls the whole run back (the
+    /// consumer then handles its events
     /// one by one).
     async fn handle_batch(&self, envelopes: &[Envelope]) -> Result<Vec<Processed>, HandlerError> {
         let wanted: Vec<&Envelope> = envelopes
