@@ -92,8 +92,7 @@ impl<H: PgEventHandler> MessageHandler for PgInbox<H> {
     /// share an event wait for each other instead of deadlocking) and returns
     /// the new ones; then each new event's effect is applied in order, and
     /// all of it commits once. A failure rolls the whole run back (the
-    /// consumer then handles its events
-    /// one by one).
+    /// consumer then handles its events one by one).
     async fn handle_batch(&self, envelopes: &[Envelope]) -> Result<Vec<Processed>, HandlerError> {
         let wanted: Vec<&Envelope> = envelopes
             .iter()
