@@ -9,6 +9,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use sha2::{Digest, Sha256};
+
 use crate::crd::DatabaseServer;
 use crate::password::Password;
 
@@ -24,6 +26,10 @@ pub struct Caches {
     /// Object key of a `Database` → resourceVersion of its credentials Secret as last written or
     /// read from the API server by this process.
     written_secrets: Mutex<HashMap<String, String>>,
+    /// Object key of a `Database` → digest of the credentials Secret this process is writing or
+    /// last wrote, taken before the write: the watch may deliver the write before its response
+    /// tells the new resourceVersion.
+    written_contents: Mutex<HashMap<String, [u8; 32]>>,
     /// `namespace/name` of an admin Secret → when it was read, and the login in it.
     admin_logins: Mutex<HashMap<String, (Instant, String, Password)>>,
 }
@@ -59,8 +65,9 @@ impl Caches {
         (secret.resource_version().as_deref() == Some(written.as_str())).then_some(secret)
     }
 
-    /// Whether `secret` is exactly the version this process last wrote or read for the
-    /// `Database` that controls it: a watch event about it reports nothing new.
+    /// Whether a watch event about `secret` reports nothing new to the `Database` that controls
+    /// it: the Secret is exactly the version this process last wrote or read, or it still exists
+    /// (the watch cache holds it) with the content this process wrote last.
     pub fn is_known_version(&self, secret: &Secret) -> bool {
         let Some(owner) = secret
             .owner_references()
@@ -69,13 +76,23 @@ impl Caches {
         else {
             return false;
         };
-        let key = format!(
-            "Database/{}/{}",
-            secret.namespace().unwrap_or_default(),
-            owner.name
-        );
+        let namespace = secret.namespace().unwrap_or_default();
+        let key = format!("Database/{namespace}/{}", owner.name);
         let version = secret.resource_version();
-        version.is_some() && locked(&self.written_secrets).get(&key) == version.as_ref()
+        if version.is_some() && locked(&self.written_secrets).get(&key) == version.as_ref() {
+            return true;
+        }
+        let still_there = self.secrets.as_ref().is_some_and(|store| {
+            store
+                .get(&ObjectRef::new(&secret.name_any()).within(&namespace))
+                .is_some()
+        });
+        still_there && locked(&self.written_contents).get(&key) == Some(&content_digest(secret))
+    }
+
+    /// Records, before writing it, the content of the credentials Secret of `key`.
+    pub fn writing_secret(&self, key: &str, secret: &Secret) {
+        locked(&self.written_contents).insert(key.to_string(), content_digest(secret));
     }
 
     /// Records the resourceVersion of the credentials Secret just written or read for `key`.
@@ -110,7 +127,29 @@ impl Caches {
     /// Forgets what was kept for `key`, whose object is gone.
     pub fn forget(&self, key: &str) {
         locked(&self.written_secrets).remove(key);
+        locked(&self.written_contents).remove(key);
     }
+}
+
+/// A digest of what the operator writes into a credentials Secret: its type, labels and data
+/// (kept only as a digest: the data holds the password).
+fn content_digest(secret: &Secret) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    field(secret.type_.as_deref().unwrap_or_default().as_bytes());
+    for (name, value) in secret.labels() {
+        field(name.as_bytes());
+        field(value.as_bytes());
+    }
+    field(b"data");
+    for (name, value) in secret.data.iter().flatten() {
+        field(name.as_bytes());
+        field(&value.0);
+    }
+    hasher.finalize().into()
 }
 
 #[cfg(test)]
@@ -169,6 +208,49 @@ mod tests {
         assert!(!caches.is_known_version(&owned));
         // Not controlled by a Database: never filtered.
         assert!(!caches.is_known_version(&secret("7")));
+    }
+
+    #[test]
+    fn a_secret_with_the_content_being_written_is_known_while_it_exists() {
+        let (secrets, mut writer) = reflector::store();
+        let (servers, _) = reflector::store();
+        let caches = Caches::new(servers, secrets);
+        let mut ours = secret("7");
+        ours.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "silo.dev/v1alpha1".into(),
+                kind: "Database".into(),
+                name: "users".into(),
+                uid: "u-1".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+        ours.data = Some(
+            [(
+                "password".to_string(),
+                k8s_openapi::ByteString(b"s3cret".to_vec()),
+            )]
+            .into(),
+        );
+        // The write is under way; its watch event arrives before its response.
+        caches.writing_secret("Database/shop/users", &ours);
+        writer.apply_watcher_event(&Event::Apply(ours.clone()));
+        assert!(caches.is_known_version(&ours));
+        // Somebody else changed the password: news.
+        let mut changed = ours.clone();
+        changed.metadata.resource_version = Some("8".into());
+        changed.data = Some(
+            [(
+                "password".to_string(),
+                k8s_openapi::ByteString(b"other".to_vec()),
+            )]
+            .into(),
+        );
+        assert!(!caches.is_known_version(&changed));
+        // Deleted: the watch cache no longer holds it, so the same content is news too.
+        writer.apply_watcher_event(&Event::Delete(ours.clone()));
+        assert!(!caches.is_known_version(&ours));
     }
 
     #[test]

@@ -528,6 +528,7 @@ async fn provision(
         .as_deref()
         .is_none_or(|existing| !same_content(existing, &secret))
     {
+        ctx.caches.writing_secret(&object_key(db), &secret);
         let applied = apply(&ctx.client, &secret).await?;
         ctx.caches
             .saw_secret(&object_key(db), applied.resource_version());
