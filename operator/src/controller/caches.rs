@@ -166,6 +166,22 @@ mod tests {
         secret
     }
 
+    /// `secret(version)` controlled by Database `shop/users`.
+    fn owned_secret(version: &str) -> Secret {
+        let mut owned = secret(version);
+        owned.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "silo.dev/v1alpha1".into(),
+                kind: "Database".into(),
+                name: "users".into(),
+                uid: "u-1".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+        owned
+    }
+
     #[test]
     fn a_watched_secret_is_used_only_in_the_version_last_written() {
         let (secrets, mut writer) = reflector::store();
@@ -189,17 +205,7 @@ mod tests {
     #[test]
     fn only_a_secret_in_a_version_this_process_wrote_is_known() {
         let caches = Caches::default();
-        let mut owned = secret("7");
-        owned.metadata.owner_references = Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                api_version: "silo.dev/v1alpha1".into(),
-                kind: "Database".into(),
-                name: "users".into(),
-                uid: "u-1".into(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            },
-        ]);
+        let mut owned = owned_secret("7");
         assert!(!caches.is_known_version(&owned));
         caches.saw_secret("Database/shop/users", Some("7".into()));
         assert!(caches.is_known_version(&owned));
@@ -215,17 +221,7 @@ mod tests {
         let (secrets, mut writer) = reflector::store();
         let (servers, _) = reflector::store();
         let caches = Caches::new(servers, secrets);
-        let mut ours = secret("7");
-        ours.metadata.owner_references = Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                api_version: "silo.dev/v1alpha1".into(),
-                kind: "Database".into(),
-                name: "users".into(),
-                uid: "u-1".into(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            },
-        ]);
+        let mut ours = owned_secret("7");
         ours.data = Some(
             [(
                 "password".to_string(),

@@ -42,33 +42,24 @@ pub async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action, E
     let key = object_key(db.as_ref());
     let namespace = db.namespace().unwrap_or_default();
     let api = Api::<Database>::namespaced(ctx.client.clone(), &namespace);
-    let result = if db.meta().deletion_timestamp.is_some() {
-        if finalizers::has(db.as_ref(), FINALIZER) {
-            match cleanup(&db, &ctx, &api).await {
-                Ok(action) => finalizers::remove(&api, db.as_ref(), FINALIZER)
-                    .await
-                    .map(|()| action),
-                Err(error) => Err(error),
-            }
-        } else {
-            Ok(Action::await_change())
+    let result = async {
+        if db.meta().deletion_timestamp.is_none() {
+            // The finalizer goes on before anything exists on a server, and the same pass goes
+            // on to provision (the predicate ignores finalizer changes: adding it wakes no pass).
+            let db = finalizers::add(&api, db.as_ref(), FINALIZER).await?;
+            return apply_database(&db, &ctx, &api).await;
         }
-    } else {
-        // The finalizer goes on before anything exists on a server, and the same pass goes on
-        // to provision (the predicate ignores finalizer changes, so adding it wakes no pass).
-        match finalizers::add(&api, db.as_ref(), FINALIZER).await {
-            Ok(db) => apply_database(&db, &ctx, &api).await,
-            Err(error) => Err(error),
+        if !finalizers::has(db.as_ref(), FINALIZER) {
+            return Ok(Action::await_change());
         }
-    };
-    ctx.metrics.reconciled(
-        CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(Error::reason),
-    );
+        let action = cleanup(&db, &ctx, &api).await?;
+        finalizers::remove(&api, db.as_ref(), FINALIZER).await?;
+        Ok(action)
+    }
+    .await;
+    ctx.finished(CONTROLLER, &key, started, &result);
     match &result {
         Ok(action) => {
-            ctx.succeeded(&key);
             tracing::debug!(database = %key, ?action, took = ?started.elapsed(), "reconciled");
         }
         Err(error) => {

@@ -158,6 +158,25 @@ impl Context {
         self.failures().remove(key);
     }
 
+    /// Records a finished reconcile of `key` by `controller` that began at `started`: its
+    /// metrics, and on success the end of its failure streak.
+    pub fn finished(
+        &self,
+        controller: &'static str,
+        key: &str,
+        started: std::time::Instant,
+        result: &Result<Action, Error>,
+    ) {
+        self.metrics.reconciled(
+            controller,
+            started.elapsed(),
+            result.as_ref().err().map(Error::reason),
+        );
+        if result.is_ok() {
+            self.succeeded(key);
+        }
+    }
+
     /// Forgets everything kept about `key`, whose object is gone.
     pub fn forget(&self, key: &str) {
         self.failures().remove(key);

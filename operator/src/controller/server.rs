@@ -37,22 +37,15 @@ const NAMED_IN_MESSAGE: usize = 3;
 pub async fn reconcile(server: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let api = Api::<DatabaseServer>::all(ctx.client.clone());
-    let outcome = if server.metadata.deletion_timestamp.is_some() {
-        release_when_unused(&server, &ctx, &api).await
-    } else {
-        match finalizers::add(&api, server.as_ref(), FINALIZER).await {
-            Ok(server) => observe(&server, &ctx, &api).await,
-            Err(e) => Err(e),
+    let outcome = async {
+        if server.metadata.deletion_timestamp.is_some() {
+            return release_when_unused(&server, &ctx, &api).await;
         }
-    };
-    ctx.metrics.reconciled(
-        CONTROLLER,
-        started.elapsed(),
-        outcome.as_ref().err().map(Error::reason),
-    );
-    if outcome.is_ok() {
-        ctx.succeeded(&object_key(server.as_ref()));
+        let server = finalizers::add(&api, server.as_ref(), FINALIZER).await?;
+        observe(&server, &ctx, &api).await
     }
+    .await;
+    ctx.finished(CONTROLLER, &object_key(server.as_ref()), started, &outcome);
     outcome
 }
 

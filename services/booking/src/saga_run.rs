@@ -72,7 +72,8 @@ pub async fn apply_payment_outcomes(
     conn: &mut PgConnection,
     run: &[OutcomeEvent],
 ) -> Result<Vec<Reaction>, RepositoryError> {
-    let (together, alone) = split(run);
+    // Outcomes sharing a booking are left to the one-at-a-time pass below.
+    let (together, _) = split(run);
     let now: DateTime<Utc> = Utc::now().trunc_subsecs(6);
     let reactions: Vec<Reaction> = together
         .iter()
@@ -118,7 +119,6 @@ pub async fn apply_payment_outcomes(
     let mut announcements = Vec::with_capacity(moved.len());
     let mut recorded = Vec::with_capacity(moved.len());
     let mut decided: HashMap<Uuid, Reaction> = HashMap::new();
-    let mut later = Vec::new();
     for (event, reaction) in together.into_iter().zip(reactions) {
         if moved.contains(&event.booking_id) {
             if let Some(envelope) = announcement(event, &reaction)? {
@@ -126,8 +126,6 @@ pub async fn apply_payment_outcomes(
             }
             recorded.push((event, reaction.clone()));
             decided.insert(event.event_id, reaction);
-        } else {
-            later.push(event);
         }
     }
     let stream = BookingConfirmed::STREAM.token();
@@ -135,9 +133,11 @@ pub async fn apply_payment_outcomes(
     enqueue_all(&mut *conn, &records).await?;
     record_outcomes(&mut *conn, &recorded).await?;
     // Not PENDING (or not there), or sharing a booking: one at a time, in delivery order.
-    later.extend(alone);
-    later.sort_by_key(|event| run.iter().position(|e| std::ptr::eq(e, *event)));
-    for event in later {
+    let undecided: Vec<&OutcomeEvent> = run
+        .iter()
+        .filter(|event| !decided.contains_key(&event.event_id))
+        .collect();
+    for event in undecided {
         let reaction = BookingRepository::apply_payment_outcome(
             &mut *conn,
             event.event_id,

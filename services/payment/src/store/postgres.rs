@@ -405,28 +405,18 @@ impl PaymentStore for PgPaymentStore {
              SELECT {PAYMENT_COLUMNS} FROM payments WHERE booking_id IN (SELECT booking_id FROM new)"
         );
         let rows = sqlx::query(&sql)
-            .bind(fresh.iter().map(|p| p.id).collect::<Vec<_>>())
-            .bind(fresh.iter().map(|p| p.booking_id).collect::<Vec<_>>())
-            .bind(fresh.iter().map(|p| p.user_id).collect::<Vec<_>>())
-            .bind(
-                fresh
-                    .iter()
-                    .map(|p| p.user_email.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(fresh.iter().map(|p| p.amount).collect::<Vec<_>>())
-            .bind(fresh.iter().map(|p| p.currency.clone()).collect::<Vec<_>>())
-            .bind(fresh.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
-            .bind(fresh.iter().map(|p| p.attempts).collect::<Vec<_>>())
-            .bind(
-                fresh
-                    .iter()
-                    .map(|p| p.booking_status.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(fresh.iter().map(|p| p.created_at).collect::<Vec<_>>())
-            .bind(fresh.iter().map(|p| p.metadata.clone()).collect::<Vec<_>>())
-            .bind(fresh.iter().map(|p| p.user_email_as_of).collect::<Vec<_>>())
+            .bind(column(&fresh, |p| p.id))
+            .bind(column(&fresh, |p| p.booking_id))
+            .bind(column(&fresh, |p| p.user_id))
+            .bind(column(&fresh, |p| p.user_email.clone()))
+            .bind(column(&fresh, |p| p.amount))
+            .bind(column(&fresh, |p| p.currency.clone()))
+            .bind(column(&fresh, |p| p.status.as_str()))
+            .bind(column(&fresh, |p| p.attempts))
+            .bind(column(&fresh, |p| p.booking_status.as_str()))
+            .bind(column(&fresh, |p| p.created_at))
+            .bind(column(&fresh, |p| p.metadata.clone()))
+            .bind(column(&fresh, |p| p.user_email_as_of))
             .fetch_all(&self.pool)
             .await?;
         let mut found: HashMap<Uuid, Payment> = HashMap::with_capacity(rows.len());
@@ -537,25 +527,31 @@ impl PaymentStore for PgPaymentStore {
         );
         let rows = sqlx::query(&sql)
             .bind(batch.iter().map(|(i, _)| ordinal(*i)).collect::<Vec<_>>())
-            .bind(column(&batch, |c| c.payment_id))
-            .bind(column(&batch, |c| c.attempt))
-            .bind(column(&batch, |c| c.result.status().as_str()))
+            .bind(column(&batch, |(_, c)| c.payment_id))
+            .bind(column(&batch, |(_, c)| c.attempt))
+            .bind(column(&batch, |(_, c)| c.result.status().as_str()))
             .bind(methods)
-            .bind(column(&batch, |c| c.result.transaction_id()))
-            .bind(column(&batch, |c| c.result.failure_reason()))
-            .bind(column(&batch, |c| {
+            .bind(column(&batch, |(_, c)| c.result.transaction_id()))
+            .bind(column(&batch, |(_, c)| c.result.failure_reason()))
+            .bind(column(&batch, |(_, c)| {
                 c.inbox.as_ref().map(|m| m.consumer.as_str())
             }))
-            .bind(column(&batch, |c| c.inbox.as_ref().map(|m| m.event_id)))
-            .bind(column(&batch, |c| {
+            .bind(column(&batch, |(_, c)| {
+                c.inbox.as_ref().map(|m| m.event_id)
+            }))
+            .bind(column(&batch, |(_, c)| {
                 c.inbox.as_ref().map(|m| m.event_type.as_str())
             }))
-            .bind(column(&batch, |c| c.event.envelope.event_id))
-            .bind(column(&batch, |c| c.event.stream.as_str()))
-            .bind(column(&batch, |c| c.event.envelope.event_type.as_str()))
+            .bind(column(&batch, |(_, c)| c.event.envelope.event_id))
+            .bind(column(&batch, |(_, c)| c.event.stream.as_str()))
+            .bind(column(&batch, |(_, c)| {
+                c.event.envelope.event_type.as_str()
+            }))
             .bind(payloads)
-            .bind(column(&batch, |c| c.event.envelope.correlation_id.as_str()))
-            .bind(column(&batch, |c| c.event.envelope.occurred_at))
+            .bind(column(&batch, |(_, c)| {
+                c.event.envelope.correlation_id.as_str()
+            }))
+            .bind(column(&batch, |(_, c)| c.event.envelope.occurred_at))
             .bind(now_millis())
             .fetch_all(&self.pool)
             .await?;
@@ -684,10 +680,7 @@ pub(super) fn retry_refusal(current: Option<Payment>, payment_id: Uuid) -> Store
     }
 }
 
-/// One column of a batch of charge results, as an array to bind.
-fn column<'a, T>(
-    batch: &[(usize, &'a CompleteCharge)],
-    value: impl Fn(&'a CompleteCharge) -> T,
-) -> Vec<T> {
-    batch.iter().map(|(_, item)| value(item)).collect()
+/// One column of a batch, as an array to bind.
+fn column<'a, I, T>(items: &'a [I], value: impl Fn(&'a I) -> T) -> Vec<T> {
+    items.iter().map(value).collect()
 }
