@@ -161,12 +161,29 @@ type ClaimedRow = (
 
 /// Claims unpublished, unleased records, oldest first (`$1` = limit, `$2` =
 /// lease in seconds).
+///
+/// The rows are found through the partial index of unpublished records and
+/// then updated by their `ctid` (a TID scan): the locked rows cannot move
+/// before the update. Matching them by `seq IN (…)` instead let the planner
+/// join against a sequential scan of the whole table, published history
+/// included, so every claim cost grew with the retention period.
 const CLAIM: &str = "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2) \
-     WHERE seq IN ( \
-         SELECT seq FROM outbox \
+     WHERE ctid = ANY(ARRAY( \
+         SELECT ctid FROM outbox \
          WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) \
-         ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)) \
      RETURNING event_id, stream, event_type, payload, correlation_id, created_at, attempts, seq";
+
+/// Marks `$3` (event ids) published and claims the next batch in one
+/// statement (`$1`, `$2` as in [`CLAIM`]).
+fn mark_published_and_claim_sql() -> String {
+    format!(
+        "WITH published AS ( \
+             UPDATE outbox SET published_at = now(), claimed_until = NULL \
+             WHERE event_id = ANY($3)) \
+         {CLAIM}"
+    )
+}
 
 /// Claimed rows as records, in insertion order.
 fn records_of(mut rows: Vec<ClaimedRow>) -> Result<Vec<OutboxRecord>, OutboxError> {
@@ -223,12 +240,7 @@ impl OutboxStore for PgOutbox {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<OutboxRecord>, OutboxError> {
-        let sql = format!(
-            "WITH published AS ( \
-                 UPDATE outbox SET published_at = now(), claimed_until = NULL \
-                 WHERE event_id = ANY($3)) \
-             {CLAIM}"
-        );
+        let sql = mark_published_and_claim_sql();
         let rows: Vec<ClaimedRow> = sqlx::query_as(&sql)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .bind(lease.as_secs_f64())
@@ -302,5 +314,64 @@ impl OutboxStore for PgOutbox {
             .execute(&self.pool)
             .await?;
         Ok(deleted.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan PostgreSQL picks for `sql` with these arguments, as text.
+    async fn plan(pool: &PgPool, sql: &str, published: &[Uuid]) -> String {
+        let explain = format!("EXPLAIN {sql}");
+        let mut query = sqlx::query_scalar::<_, String>(&explain)
+            .bind(256_i64)
+            .bind(30.0_f64);
+        if !published.is_empty() {
+            query = query.bind(published);
+        }
+        query
+            .fetch_all(pool)
+            .await
+            .expect("EXPLAIN runs")
+            .join("\n")
+    }
+
+    /// With a long published history kept for retention, claiming still reads
+    /// only the unpublished records: no plan of the claim scans the table.
+    #[tokio::test]
+    async fn claims_never_scan_the_published_history() {
+        let database = silo_testenv::TestDatabase::create().await;
+        let pool = database.pool().await;
+        crate::postgres::kit_migrator()
+            .run(&pool)
+            .await
+            .expect("kit migrations apply");
+        sqlx::raw_sql(
+            "INSERT INTO outbox (event_id, stream, event_type, payload, correlation_id) \
+             SELECT gen_random_uuid(), 'users', 'UserRegistered', '{}', 'c' FROM generate_series(1, 8000); \
+             UPDATE outbox SET published_at = now() WHERE seq <= 7950",
+        )
+        .execute(&pool)
+        .await
+        .expect("history written");
+        // As autovacuum leaves it.
+        sqlx::raw_sql("VACUUM ANALYZE outbox")
+            .execute(&pool)
+            .await
+            .expect("vacuumed");
+        let published: Vec<Uuid> =
+            sqlx::query_scalar("SELECT event_id FROM outbox WHERE seq > 7900 AND seq <= 7950")
+                .fetch_all(&pool)
+                .await
+                .expect("ids read");
+        let claim = plan(&pool, CLAIM, &[]).await;
+        let mark_and_claim = plan(&pool, &mark_published_and_claim_sql(), &published).await;
+        for (what, plan) in [("claim", claim), ("mark and claim", mark_and_claim)] {
+            assert!(
+                !plan.contains("Seq Scan on outbox"),
+                "the {what} reads the whole outbox:\n{plan}"
+            );
+        }
     }
 }
