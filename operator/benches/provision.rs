@@ -26,9 +26,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use kube::ResourceExt;
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
 use silo_operator::crd::{Database, DeletionPolicy};
 
 use harness::{DatabaseFixture, Harness};
@@ -88,8 +91,10 @@ fn psql() -> Command {
     command
 }
 
-/// The floor: N role+database pairs from `sessions` parallel psql processes.
-fn psql_floor(count: usize, sessions: usize, tag: &str) -> Duration {
+/// The floor: N role+database pairs from `sessions` parallel psql processes; how long they
+/// took and how many cores were busy meanwhile.
+fn psql_floor(count: usize, sessions: usize, tag: &str) -> (Duration, f64) {
+    let ticks = busy_ticks();
     let started = Instant::now();
     let children: Vec<_> = (0..sessions)
         .map(|s| {
@@ -114,6 +119,7 @@ fn psql_floor(count: usize, sessions: usize, tag: &str) -> Duration {
         assert!(child.wait().unwrap().success(), "psql failed");
     }
     let took = started.elapsed();
+    let cores = busy_cores(ticks, took);
     eprintln!("floor, {sessions} session(s): {:.2} s", took.as_secs_f64());
     let mut script = String::new();
     for i in 0..count {
@@ -135,7 +141,155 @@ fn psql_floor(count: usize, sessions: usize, tag: &str) -> Duration {
         .write_all(script.as_bytes())
         .unwrap();
     child.wait().unwrap();
-    took
+    (took, cores)
+}
+
+/// Busy CPU ticks of the whole machine so far (user, nice, system, irq, softirq, steal).
+fn busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum()
+}
+
+/// How many cores were busy, on average, over `took` since `ticks_before`.
+fn busy_cores(ticks_before: u64, took: Duration) -> f64 {
+    // Linux reports clock ticks of 1/100 s on every platform this runs on.
+    (busy_ticks() - ticks_before) as f64 / 100.0 / took.as_secs_f64()
+}
+
+/// What one Database costs the API server, from a Database the operator made Ready: its
+/// status and its credentials Secret, replayed by [`api_floor`].
+struct ApiTemplate {
+    status: serde_json::Value,
+    secret: Secret,
+}
+
+impl ApiTemplate {
+    async fn of(h: &Harness, name: &str) -> Self {
+        let db = h.databases().get(name).await.unwrap();
+        let status = serde_json::to_value(db.status.expect("a Ready Database has status")).unwrap();
+        let secret_name = status["secretName"].as_str().unwrap().to_string();
+        let mut secret = Api::<Secret>::namespaced(h.client.clone(), h.ns())
+            .get(&secret_name)
+            .await
+            .unwrap();
+        secret.metadata = Default::default();
+        secret.metadata.labels = Some(
+            [
+                ("app.kubernetes.io/managed-by", "silo"),
+                ("silo.dev/owner", "floor"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        Self { status, secret }
+    }
+}
+
+/// The Kubernetes side of the floor: the API writes the issue asks for per Database (the
+/// object, its finalizer, its credentials Secret, its status and one Event), sent straight to
+/// the API server `concurrency` at a time, with no operator and no database server.
+async fn api_floor(
+    client: &Client,
+    template: &ApiTemplate,
+    count: usize,
+    concurrency: usize,
+) -> (Duration, f64) {
+    let namespace = silo_testenv::TestNamespace::create(client, "silo-apifloor").await;
+    let ns = namespace.name().to_string();
+    let databases = Api::<Database>::namespaced(client.clone(), &ns);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "silo-bench".into(),
+            instance: None,
+        },
+    );
+    let apply = PatchParams::apply("silo-bench").force();
+    let ticks = busy_ticks();
+    let started = Instant::now();
+    futures::stream::iter(0..count)
+        .for_each_concurrent(concurrency, |i| {
+            let (databases, secrets, recorder, apply, ns) = (
+                databases.clone(),
+                secrets.clone(),
+                recorder.clone(),
+                apply.clone(),
+                ns.clone(),
+            );
+            async move {
+                let name = format!("db-{i}");
+                let db = DatabaseFixture::shared_on("api-floor")
+                    .owner(&format!("svc-{i}"))
+                    .build(&name);
+                let db = databases.create(&PostParams::default(), &db).await.unwrap();
+                databases
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"metadata": {"finalizers": ["silo.dev/api-floor"]}})),
+                    )
+                    .await
+                    .unwrap();
+                let mut secret = template.secret.clone();
+                secret.metadata.name = Some(format!("{name}-db"));
+                secret.metadata.namespace = Some(ns.clone());
+                secret.metadata.owner_references = db.controller_owner_ref(&()).map(|r| vec![r]);
+                secrets
+                    .patch(&format!("{name}-db"), &apply, &Patch::Apply(&secret))
+                    .await
+                    .unwrap();
+                let status = json!({
+                    "apiVersion": Database::api_version(&()),
+                    "kind": Database::kind(&()),
+                    "status": template.status,
+                });
+                databases
+                    .patch_status(&name, &apply, &Patch::Apply(&status))
+                    .await
+                    .unwrap();
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: "Provisioned".into(),
+                    note: Some("database and role created on the server".into()),
+                    action: "Provision".into(),
+                    secondary: None,
+                };
+                recorder.publish(&event, &db.object_ref(&())).await.unwrap();
+            }
+        })
+        .await;
+    let took = started.elapsed();
+    let cores = busy_cores(ticks, took);
+    futures::stream::iter(0..count)
+        .for_each_concurrent(16, |i| {
+            let databases = databases.clone();
+            async move {
+                let _ = databases
+                    .patch(
+                        &format!("db-{i}"),
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                    )
+                    .await;
+            }
+        })
+        .await;
+    drop(namespace);
+    (took, cores)
 }
 
 /// Starts the operator binary scoped to the harness's namespace and server.
@@ -291,16 +445,32 @@ async fn main() {
     let total_reconciles = reconciles(metrics_port, "database").await;
 
     let tag = silo_testenv::unique_suffix();
-    let floors: Vec<(usize, Duration)> = [1, 2, 4, 8]
+    let floors: Vec<(usize, Duration, f64)> = [1, 2, 4, 8]
         .into_iter()
         .map(|sessions| {
-            (
-                sessions,
-                psql_floor(count, sessions, &format!("{tag}_{sessions}")),
-            )
+            let (took, cores) = psql_floor(count, sessions, &format!("{tag}_{sessions}"));
+            (sessions, took, cores)
         })
         .collect();
-    let (best_sessions, best) = floors.iter().min_by_key(|(_, d)| *d).copied().unwrap();
+    let (best_sessions, best, _) = floors.iter().min_by_key(|(_, d, _)| *d).copied().unwrap();
+
+    let template = ApiTemplate::of(&h, "db-0").await;
+    let mut api_floors = Vec::new();
+    for concurrency in [4, 16, 64] {
+        let (took, cores) = api_floor(&h.client, &template, count, concurrency).await;
+        eprintln!(
+            "API floor, {concurrency} at once: {:.2} s",
+            took.as_secs_f64()
+        );
+        api_floors.push((concurrency, took, cores));
+        // Let the namespace's deletion finish before the next round.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let (api_concurrency, api_best, _) = api_floors
+        .iter()
+        .min_by_key(|(_, d, _)| *d)
+        .copied()
+        .unwrap();
 
     println!(
         "all {count} Ready after           {:.2} s",
@@ -325,15 +495,29 @@ async fn main() {
         idle_cpu.as_secs_f64() * 1000.0,
         100.0 * idle_cpu.as_secs_f64() / IDLE_WINDOW.as_secs_f64()
     );
-    for (sessions, took) in &floors {
+    for (sessions, took, cores) in &floors {
         println!(
-            "floor, {sessions} psql session(s)         {:.2} s",
+            "floor, {sessions} psql session(s)         {:.2} s   ({cores:.1} cores busy)",
             took.as_secs_f64()
         );
     }
     println!(
         "ratio operator / floor ({best_sessions} sessions)  {:.2}",
         total.as_secs_f64() / best.as_secs_f64()
+    );
+    for (concurrency, took, cores) in &api_floors {
+        println!(
+            "API floor, {concurrency:>2} at once            {:.2} s   ({cores:.1} cores busy)",
+            took.as_secs_f64()
+        );
+    }
+    // Both floors keep every core busy, and the operator has to do the work of both on the
+    // same cores: it cannot finish sooner than their sum.
+    let bound = best + api_best;
+    println!(
+        "PostgreSQL floor + API floor ({api_concurrency} at once) {:.2} s: ratio {:.2} at best on this machine",
+        bound.as_secs_f64(),
+        bound.as_secs_f64() / best.as_secs_f64()
     );
 
     for db in api.list(&Default::default()).await.unwrap() {
