@@ -57,29 +57,57 @@ impl TestDatabase {
 }
 
 impl Drop for TestDatabase {
+    /// Drops the database, waiting at most [`DROP_WAIT`] for the server to finish.
+    ///
+    /// PostgreSQL 15's `DROP DATABASE` waits until every backend of the server has accepted a
+    /// barrier, and a backend still authenticating a client does not accept it until the client
+    /// answers. This runs on the test's own runtime thread, which it blocks: a connection that
+    /// this test process had half-opened (a pool topping itself up as the test ends) cannot
+    /// answer, and the drop would wait on it, stalling every other drop on the server, until
+    /// some timeout. So once the statement is sent this waits only briefly: the server goes on
+    /// with the drop after the connection closes, as soon as this process exits and its
+    /// half-open connections with it.
     fn drop(&mut self) {
         let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
+        let outcome = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .ok()?;
+                .map_err(|e| e.to_string())?;
             runtime.block_on(async move {
-                let drop = async {
-                    let mut admin = PgConnection::connect(&postgres_admin_url()).await.ok()?;
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await
-                        .ok()
-                };
-                tokio::time::timeout(std::time::Duration::from_secs(30), drop)
+                let mut admin = tokio::time::timeout(
+                    CONNECT_WAIT,
+                    PgConnection::connect(&postgres_admin_url()),
+                )
+                .await
+                .map_err(|_| "timed out connecting".to_string())?
+                .map_err(|e| e.to_string())?;
+                let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                match tokio::time::timeout(DROP_WAIT, sqlx::query(&statement).execute(&mut admin))
                     .await
-                    .ok()?
+                {
+                    Ok(done) => done.map(|_| ()).map_err(|e| e.to_string()),
+                    // Sent; the server finishes it without this connection.
+                    Err(_) => Ok(()),
+                }
             })
         })
         .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("warning: test database {} was not dropped", self.name);
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                eprintln!(
+                    "warning: test database {} was not dropped: {reason}",
+                    self.name
+                )
+            }
+            Err(_) => eprintln!("warning: test database {} was not dropped", self.name),
         }
     }
 }
+
+/// How long dropping a test database waits for the admin connection.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long dropping a test database waits for the server once the statement is sent.
+const DROP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
