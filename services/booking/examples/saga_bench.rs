@@ -34,7 +34,14 @@ struct Args {
     /// Distinct users making the bookings.
     #[arg(long, default_value_t = 20)]
     users: usize,
+    /// Bookings made and settled at the same rate before the measured run, and not counted:
+    /// the first of a fresh process meet cold connections, caches and consumers.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
 }
+
+/// The event name of the measured bookings; warm-up bookings have another.
+const MEASURED: &str = "Bench";
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -106,7 +113,7 @@ async fn saga_stages(
 ) -> BenchResult<Vec<(&'static str, Vec<f64>)>> {
     let epoch = |column: &str| format!("extract(epoch FROM {column})::float8");
     let bookings = times(booking, &format!(
-        "SELECT id::text, {}, {} FROM bookings WHERE status = 'CONFIRMED' AND user_email LIKE '%@bench.example'",
+        "SELECT id::text, {}, {} FROM bookings WHERE status = 'CONFIRMED' AND event_name = '{MEASURED}'",
         epoch("created_at"), epoch("updated_at"))).await?;
     let created_out = times(
         booking,
@@ -152,15 +159,15 @@ async fn saga_stages(
     Ok(stages)
 }
 
-/// Creates `total` bookings through the HTTP API, `concurrency` at a time (at `rate` per
-/// second when given); the latencies of the 201s in order, the failures, the time taken.
+/// Creates `total` bookings named `event_name` through the HTTP API, `concurrency` at a time
+/// (at `rate` per second when given); the latencies of the 201s in order, the failures, the
+/// time taken.
 async fn drive(
     http: &reqwest::Client,
     tokens: &Arc<Vec<String>>,
     create_url: &str,
-    total: usize,
-    concurrency: usize,
-    rate: Option<f64>,
+    event_name: &'static str,
+    (total, concurrency, rate): (usize, usize, Option<f64>),
 ) -> BenchResult<(Vec<f64>, usize, Duration)> {
     let create_url = Arc::new(create_url.to_string());
     let next = Arc::new(AtomicUsize::new(0));
@@ -192,7 +199,7 @@ async fn drive(
                     .post(create_url.as_str())
                     .bearer_auth(&tokens[i % tokens.len()])
                     .json(
-                        &json!({ "eventName": "Bench", "ticketCount": 1, "totalAmount": "42.00" }),
+                        &json!({ "eventName": event_name, "ticketCount": 1, "totalAmount": "42.00" }),
                     )
                     .send()
                     .await;
@@ -216,6 +223,33 @@ async fn drive(
     let elapsed = run_started.elapsed();
     latencies.sort_by(f64::total_cmp);
     Ok((latencies, failures, elapsed))
+}
+
+/// Waits until no booking is PENDING any more.
+async fn settle(pool: &PgPool) -> BenchResult<()> {
+    let started = Instant::now();
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM bookings WHERE status = 'PENDING'")
+                .fetch_one(pool)
+                .await?;
+        if pending == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err(format!("{pending} bookings still PENDING after 300 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The highest outbox position written so far in `pool`'s database.
+async fn outbox_position(pool: &PgPool) -> BenchResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM outbox")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 #[tokio::main]
@@ -285,56 +319,50 @@ async fn main() -> BenchResult<()> {
     );
     let tokens = Arc::new(tokens);
     let create_url = format!("http://{}/api/bookings", booking.address());
-    let (latencies, failures, create_elapsed) = drive(
-        &http,
-        &tokens,
-        &create_url,
-        args.bookings,
-        args.concurrency,
-        args.rate,
-    )
-    .await?;
+    let payment_pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(payment_db.url())
+        .await?;
+    if args.warmup > 0 {
+        let load = (args.warmup, args.concurrency, args.rate);
+        drive(&http, &tokens, &create_url, "Warmup", load).await?;
+        settle(booking.pool()).await?;
+        println!(
+            "warm-up: {} bookings at the same offered rate, settled, not counted below",
+            args.warmup
+        );
+    }
+    let booking_outbox_from = outbox_position(booking.pool()).await?;
+    let payment_outbox_from = outbox_position(&payment_pool).await?;
+    let load = (args.bookings, args.concurrency, args.rate);
+    let (latencies, failures, create_elapsed) =
+        drive(&http, &tokens, &create_url, MEASURED, load).await?;
     let throughput = latencies.len() as f64 / create_elapsed.as_secs_f64();
 
-    let settle_started = Instant::now();
-    loop {
-        let pending: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM bookings WHERE status = 'PENDING'")
-                .fetch_one(booking.pool())
-                .await?;
-        if pending == 0 {
-            break;
-        }
-        if settle_started.elapsed() > Duration::from_secs(300) {
-            return Err(format!("{pending} bookings still PENDING after 300 s").into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let confirmed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM bookings WHERE status = 'CONFIRMED'")
-            .fetch_one(booking.pool())
-            .await?;
+    settle(booking.pool()).await?;
+    let confirmed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM bookings WHERE status = 'CONFIRMED' AND event_name = $1",
+    )
+    .bind(MEASURED)
+    .fetch_one(booking.pool())
+    .await?;
     let (saga_p50, saga_p99) = sql_percentiles(
         booking.pool(),
         "extract(epoch FROM updated_at - created_at)",
-        "bookings WHERE status = 'CONFIRMED' AND user_email LIKE '%@bench.example'",
+        &format!("bookings WHERE status = 'CONFIRMED' AND event_name = '{MEASURED}'"),
     )
     .await?;
     let lag_expression = "extract(epoch FROM published_at - created_at)";
     let (_, booking_lag_p99) = sql_percentiles(
         booking.pool(),
         lag_expression,
-        "outbox WHERE published_at IS NOT NULL",
+        &format!("outbox WHERE published_at IS NOT NULL AND seq > {booking_outbox_from}"),
     )
     .await?;
-    let payment_pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(payment_db.url())
-        .await?;
     let (_, payment_lag_p99) = sql_percentiles(
         &payment_pool,
         lag_expression,
-        "outbox WHERE published_at IS NOT NULL",
+        &format!("outbox WHERE published_at IS NOT NULL AND seq > {payment_outbox_from}"),
     )
     .await?;
     let stages = saga_stages(booking.pool(), &payment_pool).await?;
@@ -369,15 +397,8 @@ async fn main() -> BenchResult<()> {
     // the rest of the saga does not share its cores (as payment-service and its database would
     // not in a deployment of one database per service).
     payment.stop().await;
-    let (alone, _, alone_elapsed) = drive(
-        &http,
-        &tokens,
-        &create_url,
-        args.bookings,
-        args.concurrency,
-        None,
-    )
-    .await?;
+    let load = (args.bookings, args.concurrency, None);
+    let (alone, _, alone_elapsed) = drive(&http, &tokens, &create_url, MEASURED, load).await?;
     let alone_throughput = alone.len() as f64 / alone_elapsed.as_secs_f64();
 
     // The floor: the same INSERT booking + INSERT outbox transaction, without HTTP, auth or
