@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use silo_kit::config::{BaseConfig, Secret};
 use silo_kit::correlation::CorrelationId;
-use silo_kit::events::EventNamespace;
+use silo_kit::events::{EventNamespace, StreamKind};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use std::net::SocketAddr;
@@ -258,6 +258,7 @@ async fn main() -> BenchResult<()> {
     silo_kit::telemetry::init("saga-bench", false);
     let broker_url = silo_testenv::require("SILO_NATS_URL");
     let namespace = EventNamespace::prefixed(format!("bench{}", silo_testenv::unique_suffix()))?;
+    let streams = namespace.clone();
     let user_db = silo_testenv::TestDatabase::create().await;
     let booking_db = silo_testenv::TestDatabase::create().await;
     let payment_db = silo_testenv::TestDatabase::create().await;
@@ -449,6 +450,15 @@ async fn main() -> BenchResult<()> {
         "create throughput / floor = {:.1}%",
         100.0 * throughput / floor_rate
     );
+    // The run's streams go with it, as its databases do.
+    let jetstream = async_nats::jetstream::new(async_nats::connect(&broker_url).await?);
+    for kind in [
+        StreamKind::Users,
+        StreamKind::Bookings,
+        StreamKind::Payments,
+    ] {
+        let _ = jetstream.delete_stream(streams.stream_name(kind)).await;
+    }
     println!(
         "unbounded creates with payment-service stopped {alone_throughput:8.1} bookings/s = {:.1}% of the floor",
         100.0 * alone_throughput / floor_rate
