@@ -129,12 +129,18 @@ fn ordinal(index: usize) -> i32 {
     i32::try_from(index).unwrap_or(i32::MAX)
 }
 
-/// The indexes of `keys` that repeat an earlier key: an event handled twice in one batch is a
-/// duplicate the second time, whatever became of it the first time.
-fn repeats<K: std::hash::Hash + Eq>(keys: impl Iterator<Item = Option<K>>) -> HashSet<usize> {
+/// The items of a batch, with their indexes, except those whose key repeats an earlier item's:
+/// an event handled twice in one batch is a duplicate the second time, whatever became of it
+/// the first time. Items without a key are all kept.
+fn first_occurrences<'a, T, K: std::hash::Hash + Eq>(
+    items: &'a [T],
+    key: impl Fn(&'a T) -> Option<K>,
+) -> Vec<(usize, &'a T)> {
     let mut seen = HashSet::new();
-    keys.enumerate()
-        .filter_map(|(index, key)| (!seen.insert(key?)).then_some(index))
+    items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| key(item).is_none_or(|k| seen.insert(k)))
         .collect()
 }
 
@@ -459,16 +465,11 @@ impl PaymentStore for PgPaymentStore {
         items: &[CompleteCharge],
     ) -> Result<Vec<Effect<Payment>>, StoreError> {
         // An inbox mark repeated in the batch finds the mark of its first occurrence.
-        let repeated = repeats(items.iter().map(|item| {
+        let batch = first_occurrences(items, |item| {
             item.inbox
                 .as_ref()
                 .map(|mark| (mark.consumer.as_str(), mark.event_id))
-        }));
-        let batch: Vec<(usize, &CompleteCharge)> = items
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !repeated.contains(index))
-            .collect();
+        });
         let mut outcomes = vec![Effect::Duplicate; items.len()];
         if batch.is_empty() {
             return Ok(outcomes);
@@ -570,16 +571,9 @@ impl PaymentStore for PgPaymentStore {
         &self,
         items: &[(Uuid, BookingState, InboxMark)],
     ) -> Result<Vec<Effect<()>>, StoreError> {
-        let repeated = repeats(
-            items
-                .iter()
-                .map(|(_, _, mark)| Some((mark.consumer.as_str(), mark.event_id))),
-        );
-        let batch: Vec<(usize, &(Uuid, BookingState, InboxMark))> = items
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !repeated.contains(index))
-            .collect();
+        let batch = first_occurrences(items, |(_, _, mark)| {
+            Some((mark.consumer.as_str(), mark.event_id))
+        });
         let mut outcomes = vec![Effect::Duplicate; items.len()];
         if batch.is_empty() {
             return Ok(outcomes);
