@@ -41,3 +41,24 @@ wait_until() {
     sleep 0.3
   done
 }
+
+# Stops a component by its recorded PID: TERM (INT for PostgreSQL, its fast shutdown),
+# KILL after 10 s.
+stop_component() {
+  local component="$1" pidfile="$SILO_ENV_DIR/$1.pid"
+  [[ -f "$pidfile" ]] || return 0
+  local pid; pid="$(cat "$pidfile")"
+  if kill -0 "$pid" 2>/dev/null; then
+    # SIGINT is PostgreSQL's fast shutdown; the others stop on SIGTERM.
+    local signal=TERM
+    [[ "$component" == postgres ]] && signal=INT
+    kill -"$signal" "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$component ($pid) did not stop in 10s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    ${quiet:-false} || log "stopped $component ($pid)"
+  fi
+  rm -f "$pidfile"
+}

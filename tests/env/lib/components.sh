@@ -24,7 +24,11 @@ generate_certificates() {
       -subj "/CN=silo-local-ca" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr \
       -subj "/CN=kube-apiserver" 2>/dev/null
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc" \
+    # With a node, pods reach the API server through the kubernetes Service's ClusterIP
+    # (the first address of the service range) and the node's address.
+    local san="IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
+    [[ -n "${NODE_IP:-}" ]] && san+=",DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1,IP:$NODE_IP"
+    printf '%s\n' "subjectAltName=$san" \
       "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" \
       "extendedKeyUsage=serverAuth" >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
@@ -69,8 +73,25 @@ start_etcd() {
   wait_until etcd "$SILO_ENV_DIR/logs/etcd.log" 60 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 }
 
+# Without a node the API server is reachable on loopback only. With one, pods reach it
+# at the advertised node address; the Node authorizer and NodeRestriction confine the
+# kubelet to its own node, and the API server calls the kubelet with its own certificate.
+apiserver_node_flags() {
+  local pki="$SILO_ENV_DIR/pki"
+  if [[ -z "${NODE_IP:-}" ]]; then
+    APISERVER_NODE_FLAGS=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --authorization-mode RBAC)
+    return
+  fi
+  APISERVER_NODE_FLAGS=(--bind-address 0.0.0.0 --advertise-address "$NODE_IP"
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt"
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key"
+    --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP)
+}
+
 start_apiserver() {
   API_PORT="$(free_port)"
+  apiserver_node_flags
   ADMIN_TOKEN="$(openssl rand -hex 32)"
   local controller_token; controller_token="$(openssl rand -hex 32)"
   local pki="$SILO_ENV_DIR/pki"
@@ -78,13 +99,13 @@ start_apiserver() {
     "$ADMIN_TOKEN" "$controller_token" >"$pki/tokens.csv"
   chmod 600 "$pki/tokens.csv"
   spawn kube-apiserver "$KUBE_BIN_DIR/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" --insecure-port 0 \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" "${APISERVER_NODE_FLAGS[@]}" \
+    --secure-port "$API_PORT" --insecure-port 0 \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-account-issuer "https://kubernetes.default.svc" --api-audiences "https://kubernetes.default.svc" \
-    --authorization-mode RBAC --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=true \
+    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=true \
     --cert-dir "$pki" --profiling=false --logtostderr=true --v=1
   write_kubeconfig "$SILO_ENV_DIR/kubeconfig" "$ADMIN_TOKEN" "$API_PORT"
   write_kubeconfig "$SILO_ENV_DIR/controller-manager.kubeconfig" "$controller_token" "$API_PORT"
@@ -94,13 +115,16 @@ start_apiserver() {
 
 start_controller_manager() {
   local pki="$SILO_ENV_DIR/pki" port; port="$(free_port)"
+  # With a node, the built-in host-path provisioner backs the default StorageClass.
+  local provisioner=()
+  [[ -n "${NODE_IP:-}" ]] && provisioner=(--enable-hostpath-provisioner=true)
   spawn kube-controller-manager "$KUBE_BIN_DIR/kube-controller-manager" \
     --kubeconfig "$SILO_ENV_DIR/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$SILO_ENV_DIR/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$SILO_ENV_DIR/controller-manager.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$port" --port 0 --leader-elect=false \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
-    --cert-dir "$(make_temp_dir kcm-certs)" --logtostderr=true --v=1
+    --cert-dir "$(make_temp_dir kcm-certs)" "${provisioner[@]}" --logtostderr=true --v=1
   wait_until kube-controller-manager "$SILO_ENV_DIR/logs/kube-controller-manager.log" 60 \
     curl -fsSk "https://127.0.0.1:$port/healthz"
 }
@@ -147,6 +171,8 @@ write_env_file() {
     start_mongod
     mongodb_line="export SILO_MONGODB_URL='mongodb://127.0.0.1:$MONGO_PORT/?replicaSet=silo&directConnection=true'"
   fi
+  local node_line="# SILO_NODE_IP: no node (start one with tests/env/up --node); tests that need pods are skipped"
+  [[ -n "${NODE_IP:-}" ]] && node_line="export SILO_NODE_IP='$NODE_IP'"
   cat >"$SILO_ENV_DIR/env.sh" <<ENV
 # Written by tests/env/up; source it to talk to the local environment.
 export SILO_ENV_DIR='$SILO_ENV_DIR'
@@ -155,6 +181,7 @@ export SILO_POSTGRES_ADMIN_URL='postgres://silo_admin:$PG_PASSWORD@127.0.0.1:$PG
 export SILO_NATS_URL='nats://127.0.0.1:$NATS_PORT'
 $mongodb_line
 export PATH="$TOOLS_BIN_DIR:$KUBE_BIN_DIR:\$PATH"
+$node_line
 ENV
   chmod 600 "$SILO_ENV_DIR/env.sh"
 }
