@@ -20,7 +20,10 @@ free_port() {
 # True when the PID recorded for a component belongs to a live process.
 component_running() {
   local pidfile="$SILO_ENV_DIR/$1.pid"
-  [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+  [[ -f "$pidfile" ]] || return 1
+  local state; state="$(ps -o stat= -p "$(cat "$pidfile")" 2>/dev/null)"
+  # A killed process stays a zombie until this machine's init reaps it.
+  [[ -n "$state" && "$state" != Z* ]]
 }
 
 # wait_until <component> <logfile> <seconds> <command...>: polls the command until it succeeds.

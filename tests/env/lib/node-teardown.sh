@@ -93,7 +93,7 @@ node_cleanup_leftovers() {
   "$KUBE_BIN_DIR/kube-proxy" --cleanup >/dev/null 2>&1 || true
   remove_node_iptables
   ip link delete "$NODE_BRIDGE" 2>/dev/null || true
-  if declare -F clean_cluster_dns >/dev/null; then clean_cluster_dns; fi
+  clean_cluster_dns
   restore_sysctls
   rm -rf "${NODE_STATE_DIRS[@]}" "$SILO_ENV_DIR/node"
 }
@@ -111,6 +111,7 @@ node_leftovers() {
     command -v "$family" >/dev/null || continue
     "$family" 2>/dev/null | grep -E "^:($NODE_CHAIN_PATTERN)" | sed "s/^:\([^ ]*\).*/$family chain: \1/"
   done
+  pgrep -f '^dnsmasq .*--hostsdir=.*/silo-cluster-dns' >/dev/null && echo "process: the cluster's dnsmasq"
   ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && echo "bridge: $NODE_BRIDGE"
   ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null | sed 's/^/cgroup: /'
   for root in "${NODE_STATE_DIRS[@]}"; do [[ -e "$root" ]] && echo "directory: $root"; done

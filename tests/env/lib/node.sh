@@ -226,6 +226,8 @@ tlsPrivateKeyFile: $pki/kubelet-serving.key
 cgroupDriver: cgroupfs
 failSwapOn: false
 syncFrequency: 5s
+# Reports Ready within a couple of seconds of being ready, not at the next 10 s update.
+nodeStatusUpdateFrequency: 2s
 clusterDomain: cluster.local
 clusterDNS: [$NODE_IP]
 serializeImagePulls: false
@@ -333,6 +335,6 @@ start_node() {
   start_kubelet
   start_scheduler
   start_proxy
-  if declare -F start_cluster_dns >/dev/null; then start_cluster_dns "$NODE_IP"; fi
+  start_cluster_dns "$NODE_IP"
   wait_node_ready
 }

@@ -1,5 +1,6 @@
 //! Handles on the real local environment that `tests/env/up` starts: the
-//! Kubernetes API server, PostgreSQL, NATS JetStream and (when available) MongoDB.
+//! Kubernetes API server, PostgreSQL, NATS JetStream, (when available) MongoDB, and
+//! (with `tests/env/up --node`) a real node that runs pods.
 //!
 //! Values come from the process environment, or else from
 //! `target/silo-env/env.sh`, so `cargo test` works without sourcing it first.
@@ -10,6 +11,7 @@ mod env_file;
 mod kubernetes;
 mod mongodb;
 mod nats;
+mod node;
 mod postgres;
 mod private_nats;
 
@@ -17,6 +19,7 @@ pub use env_file::env_dir;
 pub use kubernetes::{TestNamespace, kube_client};
 pub use mongodb::{mongodb_url, record_skip};
 pub use nats::nats_client;
+pub use node::{apply, image, node_ip, pod_logs, wait_pod_ready, wait_pod_succeeded};
 pub use postgres::{TestDatabase, postgres_admin_url};
 pub use private_nats::PrivateNats;
 
