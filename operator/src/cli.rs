@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::controller::{OperatorConfig, run_controllers_with};
 use crate::health::{Readiness, serve};
+use crate::image::ImageRepositories;
 use crate::leader::{ElectionConfig, LeaderElector};
 use crate::metrics::Metrics;
 
@@ -74,6 +75,19 @@ struct RunArgs {
     /// How often a healthy object is checked again for drift, e.g. `5m`.
     #[arg(long, env = "SILO_DRIFT_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     drift_interval: Duration,
+    /// Repository of the PostgreSQL image a server runs when its spec names no image (tagged
+    /// with the version), e.g. a mirror in a private registry.
+    #[arg(long, env = "SILO_POSTGRES_IMAGE_REPOSITORY", default_value = "postgres", value_parser = image_repository)]
+    postgres_image_repository: String,
+    /// Repository of the MongoDB image a server runs when its spec names no image (tagged with
+    /// the version).
+    #[arg(long, env = "SILO_MONGODB_IMAGE_REPOSITORY", default_value = "mongo", value_parser = image_repository)]
+    mongodb_image_repository: String,
+}
+
+/// An image repository such as `registry.example.com/mirror/postgres` (no tag).
+fn image_repository(text: &str) -> Result<String, String> {
+    crate::image::parse_repository(text).map_err(|why| format!("image repository {text:?} {why}"))
 }
 
 /// Entry point of the binary.
@@ -179,6 +193,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         drift_interval: args.drift_interval,
         admin_pool_size: args.admin_pool_size,
         instance: Some(identity),
+        images: ImageRepositories {
+            postgres: args.postgres_image_repository,
+            mongodb: args.mongodb_image_repository,
+        },
         ..OperatorConfig::default()
     };
     let mut controllers = tokio::spawn(run_controllers_with(

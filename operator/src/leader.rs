@@ -13,6 +13,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
+use thiserror::Error;
 
 /// Timing and identity of one candidate.
 #[derive(Clone, Debug)]
@@ -79,6 +80,122 @@ pub fn renewal_budget(renew_deadline: Duration, since_last_renewal: Duration) ->
         .filter(|left| !left.is_zero())
 }
 
+/// Why the leader Lease could not be read or written. The variant name is the reason.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum LeaseError {
+    /// The Lease's namespace does not exist (out of the cluster, nothing creates the default
+    /// `silo-system`).
+    #[error(
+        "namespace {namespace} does not exist, so the leader Lease {name} cannot be created there; create it (kubectl create namespace {namespace}) or run with --operator-namespace (env POD_NAMESPACE) naming an existing namespace"
+    )]
+    NamespaceMissing {
+        /// The namespace the operator was told to use.
+        namespace: String,
+        /// The Lease's name.
+        name: String,
+    },
+    /// RBAC refuses the operator the Lease.
+    #[error(
+        "not allowed to use Lease {namespace}/{name} ({message}); the operator needs get, create and update on leases in its namespace (crds/rbac/clusterrole.yaml)"
+    )]
+    Forbidden {
+        /// The Lease's namespace.
+        namespace: String,
+        /// The Lease's name.
+        name: String,
+        /// What the API server said.
+        message: String,
+    },
+    /// Any other refusal of the API server.
+    #[error("the API server refused the leader Lease: {code} {reason}: {message}")]
+    Refused {
+        /// HTTP status.
+        code: u16,
+        /// The API server's reason.
+        reason: String,
+        /// What the API server said.
+        message: String,
+    },
+    /// No answer from the API server.
+    #[error("cannot reach the API server: {0}")]
+    Unreachable(String),
+}
+
+impl LeaseError {
+    /// The reason, for logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LeaseError::NamespaceMissing { .. } => "NamespaceMissing",
+            LeaseError::Forbidden { .. } => "Forbidden",
+            LeaseError::Refused { .. } => "Refused",
+            LeaseError::Unreachable(_) => "Unreachable",
+        }
+    }
+
+    /// Classifies `error` of a request about the Lease of `config`. Only creating the Lease
+    /// can fail with 404: its namespace is missing.
+    fn from_kube(error: kube::Error, config: &ElectionConfig, creating: bool) -> Self {
+        match error {
+            kube::Error::Api(status) if creating && status.code == 404 => {
+                LeaseError::NamespaceMissing {
+                    namespace: config.namespace.clone(),
+                    name: config.name.clone(),
+                }
+            }
+            kube::Error::Api(status) if status.code == 403 => LeaseError::Forbidden {
+                namespace: config.namespace.clone(),
+                name: config.name.clone(),
+                message: status.message,
+            },
+            kube::Error::Api(status) => LeaseError::Refused {
+                code: status.code,
+                reason: status.reason,
+                message: status.message,
+            },
+            other => LeaseError::Unreachable(other.to_string()),
+        }
+    }
+}
+
+/// Logs each problem with the Lease once, when it starts, and when it is over; a problem that
+/// merely persists is logged at debug only (the elector retries every few seconds).
+#[derive(Debug, Default)]
+pub struct ProblemLog {
+    current: Option<LeaseError>,
+}
+
+impl ProblemLog {
+    /// Records a failed attempt.
+    pub fn failed(&mut self, error: LeaseError) {
+        let repeated = self
+            .current
+            .as_ref()
+            .is_some_and(|current| current.reason() == error.reason());
+        if repeated {
+            tracing::debug!(reason = error.reason(), %error, "leader Lease still unusable");
+        } else if matches!(
+            error,
+            LeaseError::NamespaceMissing { .. } | LeaseError::Forbidden { .. }
+        ) {
+            // Nothing changes until someone acts: say what to do, once.
+            tracing::error!(reason = error.reason(), "{error}");
+        } else {
+            tracing::warn!(reason = error.reason(), "{error}");
+        }
+        self.current = Some(error);
+    }
+
+    /// Records a successful attempt.
+    pub fn succeeded(&mut self) {
+        if let Some(previous) = self.current.take() {
+            tracing::info!(
+                previous = previous.reason(),
+                "the leader Lease is usable again"
+            );
+        }
+    }
+}
+
 /// One candidate in an election.
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -125,9 +242,11 @@ impl LeaderElector {
     }
 
     /// Takes or renews the lease if allowed; `Ok(true)` when this candidate holds it afterwards.
-    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+    pub async fn try_acquire_or_renew(&self) -> Result<bool, LeaseError> {
         let me = self.config.identity.as_str();
-        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+        let read = self.api.get_opt(&self.config.name).await;
+        let read = read.map_err(|e| LeaseError::from_kube(e, &self.config, false))?;
+        let Some(mut lease) = read else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.config.name.clone()),
@@ -146,7 +265,7 @@ impl LeaderElector {
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-                Err(e) => Err(e),
+                Err(e) => Err(LeaseError::from_kube(e, &self.config, true)),
             };
         };
         let version = lease.metadata.resource_version.clone().unwrap_or_default();
@@ -176,18 +295,25 @@ impl LeaderElector {
             .await
         {
             Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(e) => Err(e),
+            // Changed (409) or deleted (404) since it was read: read it again next time.
+            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(false),
+            Err(e) => Err(LeaseError::from_kube(e, &self.config, false)),
         }
     }
 
-    /// Blocks until this candidate holds the lease.
+    /// Blocks until this candidate holds the lease. A problem is logged once (see
+    /// [`ProblemLog`]); the attempts go on, so fixing it (e.g. creating the namespace) is enough.
     pub async fn acquire(&self) {
+        let mut problems = ProblemLog::default();
         loop {
             match self.try_acquire_or_renew().await {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read or write the leader Lease"),
+                Ok(held) => {
+                    problems.succeeded();
+                    if held {
+                        return;
+                    }
+                }
+                Err(e) => problems.failed(e),
             }
             tokio::time::sleep(self.config.retry_period).await;
         }
@@ -209,7 +335,9 @@ impl LeaderElector {
             match tokio::time::timeout(budget, self.try_acquire_or_renew()).await {
                 Ok(Ok(true)) => last_renewal = tokio::time::Instant::now(),
                 Ok(Ok(false)) => return,
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew the leader Lease"),
+                Ok(Err(e)) => {
+                    tracing::warn!(reason = e.reason(), "cannot renew the leader Lease: {e}");
+                }
                 Err(_) => {
                     tracing::warn!(
                         "renewing the leader Lease did not finish within the renew deadline"
@@ -221,8 +349,14 @@ impl LeaderElector {
     }
 
     /// Gives the lease up (if held) so that a standby takes over without waiting for expiry.
-    pub async fn release(&self) -> Result<(), kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+    pub async fn release(&self) -> Result<(), LeaseError> {
+        let unusable = |e| LeaseError::from_kube(e, &self.config, false);
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(unusable)?
+        else {
             return Ok(());
         };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
@@ -236,6 +370,7 @@ impl LeaderElector {
             .replace(&self.config.name, &PostParams::default(), &lease)
             .await
             .map(|_| ())
+            .map_err(unusable)
     }
 }
 
@@ -308,6 +443,113 @@ mod tests {
         // Virtual time (the clock is paused), so this is exact, not a timing measurement.
         let config = elector.config();
         assert!(started.elapsed() <= config.retry_period + config.renew_deadline);
+    }
+
+    /// Log lines written while the returned guard lives, without colour codes.
+    fn capture_logs() -> (
+        std::sync::Arc<Mutex<Vec<u8>>>,
+        tracing::subscriber::DefaultGuard,
+    ) {
+        let buffer = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        (buffer, tracing::subscriber::set_default(subscriber))
+    }
+
+    struct LogSink(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogSink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn api_status(code: u16, reason: &str, message: &str, kind: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "details": { "kind": kind }, "code": code,
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_lease_namespace_is_reported_once_with_the_fix_and_waited_for() {
+        use axum::http::{Method, Request, Response, StatusCode};
+        use kube::client::Body;
+        let (logs, _guard) = capture_logs();
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let elector = LeaderElector::new(
+            Client::new(service, "default"),
+            ElectionConfig::new("silo-system", "silo-operator-leader", "me"),
+        );
+        let api_server = tokio::spawn(async move {
+            // Ten attempts while the namespace is missing, then someone creates it.
+            for attempt in 0..=10 {
+                let (request, respond) = handle.next_request().await.expect("a read");
+                assert_eq!(request.method(), Method::GET);
+                let missing = api_status(
+                    404,
+                    "NotFound",
+                    "leases.coordination.k8s.io \"silo-operator-leader\" not found",
+                    "leases",
+                );
+                respond.send_response(
+                    Response::builder()
+                        .status(StatusCode::NOT_FOUND)
+                        .body(Body::from(missing))
+                        .unwrap(),
+                );
+                let (request, respond) = handle.next_request().await.expect("a create");
+                assert_eq!(request.method(), Method::POST);
+                let response = if attempt < 10 {
+                    let body = api_status(
+                        404,
+                        "NotFound",
+                        "namespaces \"silo-system\" not found",
+                        "namespaces",
+                    );
+                    Response::builder()
+                        .status(StatusCode::NOT_FOUND)
+                        .body(Body::from(body))
+                } else {
+                    let body = request.into_body().collect_bytes().await.unwrap();
+                    Response::builder()
+                        .status(StatusCode::CREATED)
+                        .body(Body::from(body.to_vec()))
+                };
+                respond.send_response(response.unwrap());
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(120), elector.acquire())
+            .await
+            .expect("the elector takes the lease once the namespace exists");
+        api_server.await.unwrap();
+
+        let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = logs.lines().collect();
+        let errors: Vec<&&str> = lines.iter().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{logs}");
+        assert!(
+            errors[0].contains("namespace silo-system does not exist")
+                && errors[0].contains("kubectl create namespace silo-system")
+                && errors[0].contains("--operator-namespace"),
+            "{logs}"
+        );
+        assert!(!logs.contains("WARN"), "{logs}");
+        assert!(!logs.contains("Status {"), "no debug dump: {logs}");
+        assert!(logs.contains("the leader Lease is usable again"), "{logs}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::crd::{
     Database, DatabaseServer, DeletionPolicy, Engine, ExternalServerSpec, ManagedServerSpec,
 };
 use crate::error::Error;
+use crate::image;
 
 /// Where a validated `Database` lives.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,16 +88,7 @@ pub fn database(db: &Database) -> Result<ValidDatabase, Error> {
             )));
         }
     }
-    let secret_name = spec
-        .credentials
-        .secret_name
-        .clone()
-        .unwrap_or_else(|| format!("{}-db", db.name_any()));
-    if !is_dns_subdomain(&secret_name) {
-        return Err(Error::InvalidSpec(format!(
-            "spec.credentials.secretName {secret_name:?} is not a valid Secret name (lower-case DNS subdomain)"
-        )));
-    }
+    let secret_name = credentials_secret_name(db)?;
     let rotate_every = match &spec.credentials.rotate_every {
         None => None,
         Some(text) => {
@@ -121,6 +113,28 @@ pub fn database(db: &Database) -> Result<ValidDatabase, Error> {
         secret_name,
         rotate_every,
     })
+}
+
+/// The credentials Secret's name: `spec.credentials.secretName`, else `<name>-db`. Checked as
+/// the API server will check it, and a refusal names where the name came from.
+fn credentials_secret_name(db: &Database) -> Result<String, Error> {
+    const RULES: &str = "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters";
+    match &db.spec.credentials.secret_name {
+        Some(name) if is_dns_subdomain(name) => Ok(name.clone()),
+        Some(name) => Err(Error::InvalidSpec(format!(
+            "spec.credentials.secretName {name:?} is not a valid Secret name ({RULES})"
+        ))),
+        None => {
+            let derived = format!("{}-db", db.name_any());
+            if is_dns_subdomain(&derived) {
+                return Ok(derived);
+            }
+            Err(Error::InvalidSpec(format!(
+                "the credentials Secret name {derived:?}, derived from metadata.name as <name>-db, is not a valid Secret name ({RULES}; it has {} characters); set spec.credentials.secretName",
+                derived.len()
+            )))
+        }
+    }
 }
 
 /// Where a validated `DatabaseServer` runs.
@@ -166,13 +180,17 @@ fn managed_server(managed: &ManagedServerSpec, field: &str) -> Result<(), Error>
         )));
     }
     if let Some(version) = &managed.version
-        && (version.is_empty()
-            || !version
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        && !image::is_tag(version)
     {
         return Err(Error::InvalidSpec(format!(
             "{field}.version {version:?} must be an image tag such as 16 or 7.0"
+        )));
+    }
+    if let Some(reference) = &managed.image
+        && let Err(why) = image::check_reference(reference)
+    {
+        return Err(Error::InvalidSpec(format!(
+            "{field}.image {reference:?} is not an image reference such as registry.example.com/postgres:16: it {why}"
         )));
     }
     if let Some(namespace) = &managed.namespace
@@ -330,9 +348,14 @@ fn workload_name_fits(name: &str, affix: &str, field: &str) -> Result<(), Error>
     Ok(())
 }
 
-fn is_dns_label(text: &str) -> bool {
+/// Longest DNS label (namespace names, label values such as the owner).
+const DNS_LABEL_MAX: usize = 63;
+/// Longest DNS subdomain (names of most objects, Secrets among them).
+const DNS_SUBDOMAIN_MAX: usize = 253;
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?` with no length limit: the pattern of one RFC 1123 label.
+fn matches_label_pattern(text: &str) -> bool {
     !text.is_empty()
-        && text.len() <= 63
         && text
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -340,8 +363,16 @@ fn is_dns_label(text: &str) -> bool {
         && !text.ends_with('-')
 }
 
+/// Kubernetes' `IsDNS1123Label`: the label pattern, at most 63 characters.
+fn is_dns_label(text: &str) -> bool {
+    text.len() <= DNS_LABEL_MAX && matches_label_pattern(text)
+}
+
+/// Kubernetes' `IsDNS1123Subdomain`, which the API server applies to Secret names: at most 253
+/// characters and labels joined by '.'. Exactly that: unlike DNS, Kubernetes does not limit
+/// each dot-separated part to 63 characters.
 fn is_dns_subdomain(text: &str) -> bool {
-    !text.is_empty() && text.len() <= 253 && text.split('.').all(is_dns_label)
+    text.len() <= DNS_SUBDOMAIN_MAX && text.split('.').all(matches_label_pattern)
 }
 
 #[cfg(test)]
@@ -545,6 +576,119 @@ mod tests {
             ),
             other => panic!("expected InvalidSpec, got {other:?}"),
         }
+    }
+
+    fn dedicated(change: impl FnOnce(&mut ManagedServerSpec)) -> Database {
+        let mut spec = ManagedServerSpec {
+            storage: StorageSpec {
+                size: "1Gi".into(),
+                storage_class_name: None,
+            },
+            ..Default::default()
+        };
+        change(&mut spec);
+        let mut db = shared("pg");
+        db.spec.server = ServerBinding {
+            server_ref: None,
+            dedicated: Some(spec),
+        };
+        db
+    }
+
+    #[test]
+    fn an_image_that_is_no_image_reference_is_rejected_naming_the_field() {
+        let db = dedicated(|spec| spec.image = Some("registry.example.com/Postgres:16".into()));
+        let message = invalid_message(&db);
+        assert!(
+            message.starts_with("spec.server.dedicated.image \"registry.example.com/Postgres:16\" is not an image reference"),
+            "{message}"
+        );
+        assert!(message.contains("\"Postgres\""), "{message}");
+        let db = dedicated(|spec| spec.image = Some("localhost:5000/silo/postgres:15".into()));
+        assert!(database(&db).is_ok());
+
+        let mut managed = DatabaseServer::new(
+            "pg",
+            crate::crd::DatabaseServerSpec {
+                engine: Engine::Postgres,
+                managed: dedicated(|spec| spec.image = Some("pg:".into()))
+                    .spec
+                    .server
+                    .dedicated,
+                external: None,
+            },
+        );
+        match server(&managed) {
+            Err(Error::InvalidSpec(message)) => {
+                assert!(
+                    message.starts_with("spec.managed.image \"pg:\""),
+                    "{message}"
+                )
+            }
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+        managed.spec.managed.as_mut().unwrap().image = None;
+        assert!(server(&managed).is_ok());
+    }
+
+    #[test]
+    fn a_version_must_be_usable_as_an_image_tag() {
+        for bad in ["", "-16", "16 beta", "16/x"] {
+            let db = dedicated(|spec| spec.version = Some(bad.into()));
+            assert!(
+                invalid_message(&db).starts_with("spec.server.dedicated.version"),
+                "{bad:?}"
+            );
+        }
+        let db = dedicated(|spec| spec.version = Some("16.4-bookworm".into()));
+        assert!(database(&db).is_ok());
+    }
+
+    #[test]
+    fn a_long_database_name_gets_its_secret_as_kubernetes_allows_it() {
+        // 79 characters without a dot: one part longer than a DNS label may be.
+        let mut db = shared("pg");
+        let name = format!("orders-{}", "x".repeat(72));
+        db.metadata.name = Some(name.clone());
+        assert_eq!(database(&db).unwrap().secret_name, format!("{name}-db"));
+        db.spec.credentials.secret_name = Some(format!("{}.{}", "a".repeat(120), "b".repeat(120)));
+        assert!(database(&db).is_ok());
+        db.spec.credentials.secret_name = Some("a".repeat(253));
+        assert!(database(&db).is_ok());
+    }
+
+    #[test]
+    fn a_bad_secret_name_is_refused_naming_where_it_came_from() {
+        let mut db = shared("pg");
+        for bad in [
+            "Users",
+            "users_db",
+            "users..db",
+            "-users",
+            "users.",
+            &"a".repeat(254),
+        ] {
+            db.spec.credentials.secret_name = Some(bad.to_string());
+            let message = invalid_message(&db);
+            assert!(
+                message.starts_with(&format!("spec.credentials.secretName {bad:?}")),
+                "{message}"
+            );
+        }
+        // The longest name the API server allows leaves no room for "-db".
+        db.spec.credentials.secret_name = None;
+        db.metadata.name = Some("n".repeat(252));
+        let message = invalid_message(&db);
+        assert!(
+            message.contains("derived from metadata.name")
+                && message.contains("it has 255 characters")
+                && message.ends_with("set spec.credentials.secretName"),
+            "{message}"
+        );
+        assert!(
+            !message.starts_with("spec.credentials.secretName"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub use service::service;
 pub use statefulset::statefulset;
 
 use crate::crd::{Database, DatabaseServer, Engine, ManagedServerSpec};
+use crate::image::ImageRepositories;
 
 /// Namespace a managed `DatabaseServer` runs in when its spec names none.
 pub const DEFAULT_SERVER_NAMESPACE: &str = "silo-system";
@@ -39,24 +40,35 @@ pub struct Workload {
     pub engine: Engine,
     /// Version, storage and resources.
     pub spec: ManagedServerSpec,
+    /// Container image of the server (resolved from the spec and the operator's defaults).
+    pub image: String,
     /// The owning `Database` or `DatabaseServer` (controller reference, for garbage collection).
     pub owner: OwnerReference,
 }
 
 impl Workload {
     /// The server dedicated to one `Database`, in its namespace.
-    pub fn dedicated(db: &Database, spec: &ManagedServerSpec) -> Option<Self> {
+    pub fn dedicated(
+        db: &Database,
+        spec: &ManagedServerSpec,
+        images: &ImageRepositories,
+    ) -> Option<Self> {
         Some(Self {
             name: format!("{}-dbserver", db.name_any()),
             namespace: db.namespace()?,
             engine: db.spec.engine,
             spec: spec.clone(),
+            image: images.resolve(db.spec.engine, spec),
             owner: db.controller_owner_ref(&())?,
         })
     }
 
     /// The server of a managed `DatabaseServer`.
-    pub fn managed(server: &DatabaseServer, spec: &ManagedServerSpec) -> Option<Self> {
+    pub fn managed(
+        server: &DatabaseServer,
+        spec: &ManagedServerSpec,
+        images: &ImageRepositories,
+    ) -> Option<Self> {
         Some(Self {
             name: format!("silo-{}", server.name_any()),
             namespace: spec
@@ -65,6 +77,7 @@ impl Workload {
                 .unwrap_or_else(|| DEFAULT_SERVER_NAMESPACE.to_string()),
             engine: server.spec.engine,
             spec: spec.clone(),
+            image: images.resolve(server.spec.engine, spec),
             owner: server.controller_owner_ref(&())?,
         })
     }
@@ -82,14 +95,6 @@ impl Workload {
     /// Port the engine listens on.
     pub fn port(&self) -> u16 {
         self.engine.default_port()
-    }
-
-    /// Engine version (the spec's, or the engine default).
-    pub fn version(&self) -> &str {
-        self.spec
-            .version
-            .as_deref()
-            .unwrap_or(self.engine.default_version())
     }
 
     /// Labels that select the server's pods.

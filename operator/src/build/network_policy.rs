@@ -77,7 +77,7 @@ mod tests {
     fn dedicated_server_admits_only_its_owner_and_the_operator() {
         let db: Database = load("dedicated-postgres.database.yaml");
         let spec = db.spec.server.dedicated.clone().unwrap();
-        let workload = Workload::dedicated(&db, &spec).unwrap();
+        let workload = Workload::dedicated(&db, &spec, &Default::default()).unwrap();
         let client = AllowedClient {
             namespace: "shop".into(),
             owner: "user-service".into(),
@@ -90,7 +90,7 @@ mod tests {
     fn shared_server_admits_each_owner_once_in_a_stable_order() {
         let server: DatabaseServer = load("managed-postgres.server.yaml");
         let spec = server.spec.managed.clone().unwrap();
-        let workload = Workload::managed(&server, &spec).unwrap();
+        let workload = Workload::managed(&server, &spec, &Default::default()).unwrap();
         let client = |ns: &str, owner: &str| AllowedClient {
             namespace: ns.into(),
             owner: owner.into(),
@@ -129,7 +129,7 @@ mod tests {
     fn only_clients_of_other_namespaces_are_matched_by_namespace_label() {
         let server: DatabaseServer = load("managed-postgres.server.yaml");
         let spec = server.spec.managed.clone().unwrap();
-        let workload = Workload::managed(&server, &spec).unwrap();
+        let workload = Workload::managed(&server, &spec, &Default::default()).unwrap();
         let local = AllowedClient {
             namespace: workload.namespace.clone(),
             owner: "booking".into(),

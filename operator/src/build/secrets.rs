@@ -174,7 +174,7 @@ mod tests {
     fn mongodb_admin_secret_carries_a_key_file_and_postgres_does_not() {
         let server: DatabaseServer = load("managed-postgres.server.yaml");
         let spec = server.spec.managed.clone().unwrap();
-        let mut workload = Workload::managed(&server, &spec).unwrap();
+        let mut workload = Workload::managed(&server, &spec, &Default::default()).unwrap();
         let pg = admin_secret(&workload, "pw", "kf").unwrap();
         assert_matches(&pg, "managed-postgres.admin-secret.yaml");
         workload.engine = Engine::Mongodb;

@@ -41,7 +41,7 @@ mod tests {
     fn managed_server_service_matches_fixture() {
         let server: DatabaseServer = load("managed-postgres.server.yaml");
         let spec = server.spec.managed.clone().unwrap();
-        let workload = Workload::managed(&server, &spec).unwrap();
+        let workload = Workload::managed(&server, &spec, &Default::default()).unwrap();
         assert_matches(
             &service(&workload).unwrap(),
             "managed-postgres.service.yaml",

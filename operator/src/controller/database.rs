@@ -291,7 +291,7 @@ async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<Serv
                 tls,
             };
             Ok(ServerState::Usable(Box::new(ServerAccess {
-                engine: server_engine(ctx, engine, admin)?,
+                engine: server_engine(ctx, &object_key(server.as_ref()), engine, admin)?,
                 host: external.host,
                 port,
                 tls,
@@ -305,12 +305,13 @@ async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<Serv
                     message: format!("DatabaseServer {name} is not Ready yet"),
                 });
             }
-            let workload = Workload::managed(server.as_ref(), &managed).ok_or_else(|| {
-                Error::ServerNotReady(format!("DatabaseServer {name} has no uid yet"))
-            })?;
+            let workload = Workload::managed(server.as_ref(), &managed, &ctx.config.images)
+                .ok_or_else(|| {
+                    Error::ServerNotReady(format!("DatabaseServer {name} has no uid yet"))
+                })?;
             let admin = workload_admin(ctx, &workload).await?;
             Ok(ServerState::Usable(Box::new(ServerAccess {
-                engine: server_engine(ctx, engine, admin)?,
+                engine: server_engine(ctx, &object_key(server.as_ref()), engine, admin)?,
                 host: workload.host(),
                 port: workload.port(),
                 tls: TlsMode::Disable,
@@ -328,7 +329,7 @@ async fn resolve_server(
     match &valid.placement {
         Placement::Shared(name) => shared_server(ctx, name, valid.engine).await,
         Placement::Dedicated(spec) => {
-            let workload = Workload::dedicated(db, spec).ok_or_else(|| {
+            let workload = Workload::dedicated(db, spec, &ctx.config.images).ok_or_else(|| {
                 Error::ServerNotReady("the Database has no uid or namespace yet".into())
             })?;
             let client = AllowedClient {
@@ -343,7 +344,7 @@ async fn resolve_server(
                 });
             }
             let admin = workload_admin(ctx, &workload).await?;
-            let engine = server_engine(ctx, valid.engine, admin)?;
+            let engine = server_engine(ctx, &object_key(db), valid.engine, admin)?;
             prepare_workload(&engine, &workload).await?;
             Ok(ServerState::Usable(Box::new(ServerAccess {
                 engine,
@@ -772,7 +773,7 @@ async fn deprovision(
             let Some(spec) = db.spec.server.dedicated.as_ref() else {
                 return Ok(None);
             };
-            let Some(workload) = Workload::dedicated(db, spec) else {
+            let Some(workload) = Workload::dedicated(db, spec, &ctx.config.images) else {
                 return Ok(None);
             };
             let selector = workload

@@ -27,6 +27,7 @@ use crate::crd::{Database, DatabaseServer};
 use crate::engine::mongodb::MongoClientCache;
 use crate::engine::postgres::PoolCache;
 use crate::error::Error;
+use crate::image::ImageRepositories;
 use crate::metrics::Metrics;
 
 pub use server_access::server_engine;
@@ -51,6 +52,8 @@ pub struct OperatorConfig {
     pub admin_pool_size: u32,
     /// This replica's name in Events.
     pub instance: Option<String>,
+    /// Repositories of the images servers run when their spec names no image.
+    pub images: ImageRepositories,
 }
 
 impl Default for OperatorConfig {
@@ -64,6 +67,7 @@ impl Default for OperatorConfig {
             max_backoff: Duration::from_secs(300),
             admin_pool_size: 3,
             instance: None,
+            images: ImageRepositories::default(),
         }
     }
 }

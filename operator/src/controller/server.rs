@@ -231,10 +231,13 @@ async fn check(
                 password,
                 tls: external.tls.map(|t| t.mode).unwrap_or_default(),
             };
-            (server_engine(ctx, engine_kind, admin)?, None)
+            (
+                server_engine(ctx, &object_key(server), engine_kind, admin)?,
+                None,
+            )
         }
         ServerKind::Managed(managed) => {
-            let workload = Workload::managed(server, &managed)
+            let workload = Workload::managed(server, &managed, &ctx.config.images)
                 .ok_or_else(|| Error::ServerNotReady("the DatabaseServer has no uid yet".into()))?;
             validate::namespace_unchanged(
                 status.workload_namespace.as_deref(),
@@ -257,7 +260,10 @@ async fn check(
                 return Ok(Some(waiting));
             }
             let admin = workload_admin(ctx, &workload).await?;
-            (server_engine(ctx, engine_kind, admin)?, Some(workload))
+            (
+                server_engine(ctx, &object_key(server), engine_kind, admin)?,
+                Some(workload),
+            )
         }
     };
     let version = match engine.server_version().await {

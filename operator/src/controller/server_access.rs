@@ -61,19 +61,23 @@ pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-/// An engine handle for a server reached as `admin`.
+/// An engine handle for the server named by the object `server_key` (a `DatabaseServer`, or
+/// the `Database` of a dedicated server), reached as `admin`.
 pub fn server_engine(
     ctx: &Context,
+    server_key: &str,
     engine: Engine,
     admin: AdminConnection,
 ) -> Result<AnyEngine, Error> {
     Ok(match engine {
         Engine::Postgres => {
-            let pool = ctx.pools.pool(&admin, ctx.config.admin_pool_size);
+            let pool = ctx
+                .pools
+                .pool(server_key, &admin, ctx.config.admin_pool_size);
             AnyEngine::Postgres(PostgresEngine::new(admin, pool))
         }
         Engine::Mongodb => {
-            let client = ctx.mongo_clients.client(&admin)?;
+            let client = ctx.mongo_clients.client(server_key, &admin)?;
             AnyEngine::Mongodb(MongoEngine::new(admin, client))
         }
     })

@@ -47,6 +47,13 @@ pub struct ManagedServerSpec {
     /// Engine version, used as the container image tag (PostgreSQL default `16`, MongoDB default `7.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Container image of the server, e.g. `registry.example.com/mirror/postgres:16.4` (default
+    /// `<repository>:<version>`, the repository being the operator's
+    /// `--postgres-image-repository` / `--mongodb-image-repository`, by default `postgres` /
+    /// `mongo`). It must honour the environment contract of the official image of its engine.
+    /// When set, `version` does not choose the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Namespace of the server's workload (default `silo-system`). Ignored for a `dedicated`
     /// server, which always lives in the Database's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]

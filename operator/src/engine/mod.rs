@@ -1,5 +1,6 @@
 //! Provisioning on database engines: one [`Engine`] trait, one implementation per engine.
 
+pub mod connection_cache;
 pub mod mongodb;
 pub mod postgres;
 pub mod sql_quote;
@@ -24,6 +25,32 @@ pub struct AdminConnection {
     pub password: Password,
     /// TLS mode.
     pub tls: TlsMode,
+}
+
+impl AdminConnection {
+    /// A digest of everything a connection is made with (host, port, login, password, TLS
+    /// mode): equal exactly when a cached connection may be reused. Reveals no password.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for part in [
+            self.host.as_str(),
+            &self.port.to_string(),
+            &self.username,
+            self.password.expose(),
+            &format!("{:?}", self.tls),
+        ] {
+            // Length-prefixed, so that no two different settings hash the same input.
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 /// The names a `Database` uses on its server.
@@ -138,6 +165,37 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Postgres(e) => e.deprovision(names).await,
             AnyEngine::Mongodb(e) => e.deprovision(names).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_tells_every_connection_setting_apart_and_hides_the_password() {
+        let admin = AdminConnection {
+            host: "db.example".into(),
+            port: 5432,
+            username: "silo_admin".into(),
+            password: Password::from_secret_value("hunter2hunter2".into()),
+            tls: TlsMode::VerifyFull,
+        };
+        let changes: [fn(&mut AdminConnection); 5] = [
+            |a| a.host = "db2.example".into(),
+            |a| a.port = 6432,
+            |a| a.username = "other".into(),
+            |a| a.password = Password::from_secret_value("changed".into()),
+            |a| a.tls = TlsMode::Disable,
+        ];
+        let original = admin.fingerprint();
+        assert_eq!(original, admin.clone().fingerprint());
+        assert!(!original.contains("hunter2"));
+        for change in changes {
+            let mut changed = admin.clone();
+            change(&mut changed);
+            assert_ne!(changed.fingerprint(), original, "{changed:?}");
         }
     }
 }

@@ -1,12 +1,12 @@
 //! MongoDB provisioning with the official driver, connected as the server's administrator.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 
 use mongodb::Client;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{ClientOptions, Credential, ServerAddress, Tls, TlsOptions};
 
+use super::connection_cache::ConnectionCache;
 use super::{AdminConnection, Engine, EngineError, ProvisionReport, ServerNames};
 use crate::crd::TlsMode;
 use crate::password::Password;
@@ -29,38 +29,33 @@ pub struct MongoEngine {
     client: Client,
 }
 
-/// Admin clients shared by every reconcile, one per server login. A `Client` owns a connection
-/// pool and server monitors, so one per reconcile would reconnect and re-authenticate each time.
+/// Admin clients shared by every reconcile, one per server. A `Client` owns a connection pool
+/// and server monitors, so one per reconcile would reconnect and re-authenticate each time.
 #[derive(Default)]
 pub struct MongoClientCache {
-    /// Login (host, port, user, TLS) → digest of the password it was made with, and the client.
-    clients: Mutex<HashMap<String, (String, Client)>>,
+    clients: ConnectionCache<Client>,
 }
 
 impl MongoClientCache {
-    /// The client for `admin`, created lazily (it connects on first use). A changed password
-    /// (the admin Secret was updated) replaces the login's client, so there is never more than
-    /// one per login.
-    pub fn client(&self, admin: &AdminConnection) -> Result<Client, EngineError> {
-        let login = format!(
-            "{}:{}/{}/{:?}",
-            admin.host, admin.port, admin.username, admin.tls
-        );
-        let digest = admin.password.digest();
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((made_with, client)) = clients.get(&login)
-            && *made_with == digest
-        {
-            return Ok(client.clone());
+    /// The client of `server` (the key of the object naming it) for `admin`, created lazily
+    /// (it connects on first use). Any change of what it connects with (host, port, login,
+    /// password, TLS mode) replaces it, so there is never more than one per server.
+    pub fn client(&self, server: &str, admin: &AdminConnection) -> Result<Client, EngineError> {
+        let lookup = self.clients.get(server, &admin.fingerprint(), || {
+            let options = client_options(admin, &admin.username, &admin.password, ADMIN_DATABASE);
+            Client::with_options(options).map_err(|e| EngineError::AdminConnect(e.to_string()))
+        })?;
+        if let Some(old) = lookup.replaced {
+            tokio::spawn(async move { old.shutdown().await });
         }
-        let options = client_options(admin, &admin.username, &admin.password, ADMIN_DATABASE);
-        let client =
-            Client::with_options(options).map_err(|e| EngineError::AdminConnect(e.to_string()))?;
-        clients.insert(login, (digest, client.clone()));
-        Ok(client)
+        Ok(lookup.current)
+    }
+
+    /// Shuts down and drops the client of `server`, which is gone.
+    pub fn forget(&self, server: &str) {
+        if let Some(old) = self.clients.forget(server) {
+            tokio::spawn(async move { old.shutdown().await });
+        }
     }
 }
 
@@ -645,34 +640,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_client_per_login_replaced_when_the_password_changes() {
+    async fn one_client_per_server_replaced_when_what_it_connects_with_changes() {
         let cache = MongoClientCache::default();
         let admin = AdminConnection {
             host: "mongo.example".into(),
             port: 27017,
             username: "root".into(),
             password: Password::from_secret_value("first".into()),
-            tls: TlsMode::Disable,
+            tls: TlsMode::VerifyFull,
         };
-        cache.client(&admin).unwrap();
-        cache.client(&admin).unwrap();
+        let server = "DatabaseServer//mongo";
+        cache.client(server, &admin).unwrap();
+        cache.client(server, &admin).unwrap();
         let changed = AdminConnection {
             password: Password::from_secret_value("second".into()),
+            tls: TlsMode::Disable,
+            host: "mongo2.example".into(),
             ..admin.clone()
         };
-        cache.client(&changed).unwrap();
-        let other_host = AdminConnection {
-            host: "mongo2.example".into(),
-            ..admin
-        };
-        cache.client(&other_host).unwrap();
-        let clients = cache.clients.lock().unwrap();
-        assert_eq!(clients.len(), 2, "one client per login");
-        assert!(
-            clients
-                .keys()
-                .all(|k| !k.contains("first") && !k.contains("second")),
-            "no password in the key"
-        );
+        cache.client(server, &changed).unwrap();
+        assert_eq!(cache.clients.len(), 1, "one client per server");
+        cache.client("DatabaseServer//other", &admin).unwrap();
+        assert_eq!(cache.clients.len(), 2);
+        cache.forget(server);
+        assert_eq!(cache.clients.len(), 1);
     }
 }

@@ -1,12 +1,11 @@
 //! PostgreSQL provisioning with sqlx, connected as the server's administrator.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
+use super::connection_cache::ConnectionCache;
 use super::sql_quote::{quote_ident, quote_literal};
 use super::{AdminConnection, Engine, EngineError, ProvisionReport, ServerNames};
 use crate::crd::TlsMode;
@@ -18,41 +17,53 @@ const MAINTENANCE_DATABASE: &str = "postgres";
 const DUPLICATE_OBJECT: &str = "42710";
 const DUPLICATE_DATABASE: &str = "42P04";
 
-/// Admin connection pools shared by every reconcile, one per server login.
+/// Admin connection pools shared by every reconcile, one per server.
 #[derive(Default)]
 pub struct PoolCache {
-    pools: Mutex<HashMap<String, PgPool>>,
+    pools: ConnectionCache<PgPool>,
 }
 
 impl PoolCache {
-    /// A pool for `admin`, created lazily (no connection is made until first use).
-    pub fn pool(&self, admin: &AdminConnection, max_connections: u32) -> PgPool {
-        // The key includes a digest of the password so that a changed admin Secret gets a new
-        // pool; the pool of the old password is closed and dropped.
-        let login = format!("{}:{}/{}/", admin.host, admin.port, admin.username);
-        let key = format!("{login}{}", admin.password.digest());
-        let mut pools = self
-            .pools
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pools.retain(|existing, pool| {
-            let outdated = existing.starts_with(&login) && existing != &key;
-            if outdated {
-                let pool = pool.clone();
-                tokio::spawn(async move { pool.close().await });
-            }
-            !outdated
-        });
-        pools
-            .entry(key)
-            .or_insert_with(|| {
+    /// The pool of `server` (the key of the object naming it) for `admin`, created lazily (no
+    /// connection is made until first use). Any change of what it connects with (host, port,
+    /// login, password, TLS mode, size) replaces it; the old pool is closed in the background.
+    pub fn pool(&self, server: &str, admin: &AdminConnection, max_connections: u32) -> PgPool {
+        let settings = format!("{}/{max_connections}", admin.fingerprint());
+        let lookup = self.pools.get(server, &settings, || {
+            Ok::<_, std::convert::Infallible>(
                 PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(30))
-                    .connect_lazy_with(connect_options(admin, MAINTENANCE_DATABASE))
-            })
-            .clone()
+                    .connect_lazy_with(connect_options(admin, MAINTENANCE_DATABASE)),
+            )
+        });
+        let Ok(lookup) = lookup;
+        if let Some(old) = lookup.replaced {
+            close_in_background(old);
+        }
+        lookup.current
     }
+
+    /// Closes and drops the pool of `server`, which is gone.
+    pub fn forget(&self, server: &str) {
+        if let Some(old) = self.pools.forget(server) {
+            close_in_background(old);
+        }
+    }
+
+    /// How many servers have a pool.
+    pub fn len(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// Whether no server has a pool.
+    pub fn is_empty(&self) -> bool {
+        self.pools.is_empty()
+    }
+}
+
+fn close_in_background(pool: PgPool) {
+    tokio::spawn(async move { pool.close().await });
 }
 
 fn ssl_mode(tls: TlsMode) -> PgSslMode {
@@ -566,26 +577,62 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_changed_admin_password_replaces_the_old_pool() {
-        let cache = PoolCache::default();
-        let first = cache.pool(&admin("one"), 2);
-        let again = cache.pool(&admin("one"), 2);
-        assert_eq!(cache.pools.lock().unwrap().len(), 1);
-        assert!(!first.is_closed() && !again.is_closed());
-        let _second = cache.pool(&admin("two"), 2);
-        assert_eq!(cache.pools.lock().unwrap().len(), 1);
-        // The old pool is closed in the background.
+    async fn closes(pool: &PgPool) {
         tokio::time::timeout(Duration::from_secs(5), async {
-            while !first.is_closed() {
+            while !pool.is_closed() {
                 tokio::task::yield_now().await;
             }
         })
         .await
         .expect("the old pool closes");
-        let mut other = admin("one");
-        other.host = "other.example".into();
-        let _other = cache.pool(&other, 2);
-        assert_eq!(cache.pools.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_changed_admin_password_replaces_the_old_pool() {
+        let cache = PoolCache::default();
+        let first = cache.pool("DatabaseServer//pg", &admin("one"), 2);
+        let again = cache.pool("DatabaseServer//pg", &admin("one"), 2);
+        assert_eq!(cache.len(), 1);
+        assert!(!first.is_closed() && !again.is_closed());
+        let _second = cache.pool("DatabaseServer//pg", &admin("two"), 2);
+        assert_eq!(cache.len(), 1);
+        closes(&first).await;
+        let _other = cache.pool("DatabaseServer//other", &admin("one"), 2);
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn any_change_of_what_the_pool_connects_with_gives_a_new_pool() {
+        let cache = PoolCache::default();
+        let server = "DatabaseServer//pg";
+        let mut settings = admin("one");
+        settings.tls = TlsMode::VerifyFull;
+        let verifying = cache.pool(server, &settings, 2);
+        settings.tls = TlsMode::Disable;
+        let plain = cache.pool(server, &settings, 2);
+        assert!(matches!(
+            plain.connect_options().get_ssl_mode(),
+            PgSslMode::Disable
+        ));
+        closes(&verifying).await;
+        let changes: [fn(&mut AdminConnection); 3] = [
+            |a| a.host = "moved.example".into(),
+            |a| a.port = 6432,
+            |a| a.username = "other_admin".into(),
+        ];
+        let mut previous = plain;
+        for change in changes {
+            change(&mut settings);
+            let next = cache.pool(server, &settings, 2);
+            closes(&previous).await;
+            previous = next;
+        }
+        let resized = cache.pool(server, &settings, 5);
+        closes(&previous).await;
+        assert_eq!(resized.options().get_max_connections(), 5);
+        assert_eq!(cache.len(), 1, "one pool per server");
+        cache.forget(server);
+        closes(&resized).await;
+        assert!(cache.is_empty());
     }
 }

@@ -32,7 +32,7 @@ fn engine() -> PostgresEngine {
         password: Password::from_secret_value(password),
         tls: TlsMode::Disable,
     };
-    let pool = PoolCache::default().pool(&admin, 2);
+    let pool = PoolCache::default().pool("DatabaseServer//local", &admin, 2);
     PostgresEngine::new(admin, pool)
 }
 

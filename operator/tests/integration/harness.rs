@@ -16,6 +16,7 @@ use silo_operator::crd::{
     Database, DatabaseServer, DatabaseSpec, DeletionPolicy, Engine, ManagedServerSpec,
     ServerBinding, StorageSpec,
 };
+use silo_operator::image::ImageRepositories;
 use silo_operator::metrics::Metrics;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
@@ -106,6 +107,7 @@ pub struct Harness {
     metrics: Arc<Metrics>,
     shutdown: tokio::sync::watch::Sender<bool>,
     finished: bool,
+    images: ImageRepositories,
 }
 
 impl Harness {
@@ -123,6 +125,7 @@ impl Harness {
             metrics: Arc::new(Metrics::default()),
             shutdown: tokio::sync::watch::channel(false).0,
             finished: false,
+            images: ImageRepositories::default(),
         };
         harness.create_external_server().await;
         harness.start_controller();
@@ -141,8 +144,16 @@ impl Harness {
             server_selector: Some(format!("silo.dev/test-scope={}", self.ns())),
             operator_namespace: self.ns().to_string(),
             concurrency: 8,
+            images: self.images.clone(),
             ..OperatorConfig::default()
         }
+    }
+
+    /// Restarts the controller so that servers run the images `tests/images/build` made for
+    /// the local node instead of the public ones (which cannot be pulled here).
+    pub fn use_local_images(&mut self) {
+        self.images.postgres = silo_testenv::image("SILO_POSTGRES_IMAGE_REPOSITORY");
+        self.start_controller();
     }
 
     /// Starts (or restarts) the in-process controller.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use silo_operator::leader::{ElectionConfig, LeaderElector};
+use silo_operator::leader::{ElectionConfig, LeaderElector, LeaseError};
 
 use crate::harness::eventually;
 
@@ -87,4 +87,25 @@ async fn a_lease_that_is_not_renewed_is_taken_over_after_it_expires() {
     })
     .await;
     assert!(!a.try_acquire_or_renew().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_missing_lease_namespace_is_named_with_the_fix() {
+    let client = silo_testenv::kube_client().await;
+    let namespace = format!("silo-absent-{}", std::process::id());
+    let elector = candidate(&client, &namespace, "replica-a", Duration::from_secs(15));
+    let error = elector.try_acquire_or_renew().await.unwrap_err();
+    assert_eq!(
+        error,
+        LeaseError::NamespaceMissing {
+            namespace: namespace.clone(),
+            name: "silo-operator-leader".into(),
+        }
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("kubectl create namespace {namespace}"))
+            && message.contains("--operator-namespace"),
+        "{message}"
+    );
 }
