@@ -44,7 +44,7 @@ async fn login_from_a_pod(h: &Harness, owner: &str, secret: &str) -> String {
             "restartPolicy": "Never",
             "containers": [{
                 "name": "psql", "image": silo_testenv::image("SILO_POSTGRES_IMAGE"),
-                "command": ["bash", "-ec", "psql \"$DATABASE_URL\" -Atc 'select current_user || $$@$$ || current_database()'"],
+                "command": ["bash", "-ec", "psql \"$DATABASE_URL\" -At -F @ -c 'select current_user, current_database()'"],
                 "env": [{ "name": "DATABASE_URL", "valueFrom": { "secretKeyRef": { "name": secret, "key": "uri" } } }],
             }],
         },

@@ -47,14 +47,22 @@ where
 {
     let object: K = serde_json::from_value(object).expect("test object literal is valid");
     let name = object.meta().name.clone().expect("test objects are named");
-    Api::<K>::namespaced(client.clone(), namespace)
-        .patch(
-            &name,
-            &PatchParams::apply("silo-tests").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cannot apply {name}: {e}"))
+    let api = Api::<K>::namespaced(client.clone(), namespace);
+    let params = PatchParams::apply("silo-tests").force();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match api.patch(&name, &params, &Patch::Apply(&object)).await {
+            Ok(applied) => return applied,
+            // A pod in a namespace made a moment ago waits for its ServiceAccount's token
+            // (the API server answers ServerTimeout and asks to retry).
+            Err(kube::Error::Api(status))
+                if status.reason == "ServerTimeout" && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("cannot apply {name}: {e}"),
+        }
+    }
 }
 
 /// Waits (at most `timeout`) until the pod has run to completion successfully.

@@ -89,7 +89,7 @@ async fn a_deployment_behind_a_cluster_ip_service_is_reached_by_dns_name_from_an
         json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": { "name": "db" },
-            "spec": { "selector": labels, "ports": [{ "port": 5432, "targetPort": 5432 }] },
+            "spec": { "selector": labels, "ports": [{ "port": 5432, "targetPort": 5432, "protocol": "TCP" }] },
         }),
     )
     .await;
