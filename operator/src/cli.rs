@@ -1,4 +1,4 @@
-//! Command line: `silo-operator run` and `silo-operator crd`.
+//! Command line: `silo-operator run`, `silo-operator crd` and `silo-operator access`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +33,9 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Who can reach each Service and its database (or, with `pods`, each pod), under the
+    /// NetworkPolicies in the cluster.
+    Access(crate::access::AccessArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -95,11 +98,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd { out_dir } => print_or_write_crds(out_dir),
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(run(args))),
+        Command::Run(args) => block_on(run(args)),
+        Command::Access(args) => block_on(crate::access::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,6 +108,14 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(task))
 }
 
 fn print_or_write_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {

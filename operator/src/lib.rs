@@ -1,5 +1,6 @@
 //! Silo operator: reconciles `DatabaseServer` and `Database` resources.
 
+pub mod access;
 pub mod apply;
 pub mod build;
 pub mod cli;
@@ -9,6 +10,7 @@ pub mod crd_yaml;
 pub mod engine;
 pub mod error;
 pub mod image;
+pub mod isolation;
 pub mod metrics;
 pub mod names;
 pub mod password;

@@ -35,6 +35,13 @@ pub struct PhaseLabels {
     pub phase: &'static str,
 }
 
+/// Labels of the admin-connections gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EngineLabels {
+    /// `postgres` or `mongodb`.
+    pub engine: &'static str,
+}
+
 /// Where a `Database` stands, for the gauge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Phase {
@@ -66,6 +73,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Family<ControllerLabels, Histogram>,
     databases: Family<PhaseLabels, Gauge>,
+    admin_connections: Family<EngineLabels, Gauge>,
     phases: Mutex<HashMap<String, Phase>>,
 }
 
@@ -90,12 +98,19 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register("databases", "Databases by phase", databases.clone());
+        let admin_connections = Family::<EngineLabels, Gauge>::default();
+        registry.register(
+            "admin_connections",
+            "Servers the operator keeps an admin connection pool (client) for",
+            admin_connections.clone(),
+        );
         let metrics = Self {
             registry,
             reconciles,
             errors,
             duration,
             databases,
+            admin_connections,
             phases: Mutex::new(HashMap::new()),
         };
         // Every phase is exported from the start, at zero.
@@ -126,14 +141,35 @@ impl Metrics {
 
     /// Sets the phase of the database `key` (`None` once it is gone) and refreshes the gauge.
     pub fn set_phase(&self, key: &str, phase: Option<Phase>) {
-        let mut phases = self
-            .phases
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut phases = self.phases();
         match phase {
             Some(phase) => phases.insert(key.to_string(), phase),
             None => phases.remove(key),
         };
+        self.count_phases(&phases);
+    }
+
+    /// Keeps the phases of the databases `keep` says yes to only (the others are gone).
+    pub fn retain_phases(&self, keep: impl Fn(&str) -> bool) {
+        let mut phases = self.phases();
+        phases.retain(|key, _| keep(key));
+        self.count_phases(&phases);
+    }
+
+    /// Sets how many servers of `engine` have an admin connection pool (client) kept.
+    pub fn set_admin_connections(&self, engine: &'static str, count: usize) {
+        self.admin_connections
+            .get_or_create(&EngineLabels { engine })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    fn phases(&self) -> std::sync::MutexGuard<'_, HashMap<String, Phase>> {
+        self.phases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count_phases(&self, phases: &HashMap<String, Phase>) {
         for phase in [Phase::Ready, Phase::Pending, Phase::Failed, Phase::Invalid] {
             let count = phases.values().filter(|p| **p == phase).count();
             self.databases

@@ -60,9 +60,46 @@ pub fn derive_server_name(namespace: &str, name: &str, limit: usize) -> String {
     format!("{}_{hash}", &sanitized[..keep])
 }
 
+/// Longest label value Kubernetes accepts.
+pub const LABEL_VALUE_LIMIT: usize = 63;
+
+/// An object name (a DNS subdomain, up to 253 characters) as a label value: as it is when it
+/// fits in 63 characters, else cut and ended with `-<8 hex digits of SHA-256(name)>`, so that
+/// two long names never share a value.
+pub fn label_value(name: &str) -> String {
+    if name.len() <= LABEL_VALUE_LIMIT {
+        return name.to_string();
+    }
+    let hash: String = Sha256::digest(name.as_bytes())
+        .iter()
+        .take(HASH_HEX_LEN / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // Object names are ASCII, so any byte index is a character boundary.
+    let keep = LABEL_VALUE_LIMIT - HASH_HEX_LEN - 1;
+    format!("{}-{hash}", &name[..keep])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_become_valid_distinct_label_values() {
+        assert_eq!(label_value("users"), "users");
+        let exact = "a".repeat(63);
+        assert_eq!(label_value(&exact), exact);
+        let long_a = format!("orders-archive-{}", "x".repeat(64));
+        let long_b = format!("orders-archive-{}y", "x".repeat(63));
+        let (a, b) = (label_value(&long_a), label_value(&long_b));
+        assert_eq!(a.len(), 63);
+        assert!(a.starts_with("orders-archive-xxx"), "{a}");
+        assert_ne!(a, b);
+        // Ends with a letter or digit, as a label value must.
+        assert!(a.ends_with(|c: char| c.is_ascii_alphanumeric()));
+        let dotted = format!("{}.{}", "a".repeat(53), "b".repeat(40));
+        assert!(label_value(&dotted).starts_with(&format!("{}.-", "a".repeat(53))));
+    }
 
     fn is_safe(name: &str) -> bool {
         name.bytes()

@@ -21,12 +21,15 @@ pub enum Placement {
     Dedicated(ManagedServerSpec),
 }
 
+/// `status.boundServer` of a `Database` on a dedicated server.
+pub const DEDICATED_BINDING: &str = "dedicated";
+
 impl Placement {
     /// The value recorded in `status.boundServer`.
     pub fn binding(&self) -> String {
         match self {
             Placement::Shared(name) => format!("serverRef/{name}"),
-            Placement::Dedicated(_) => "dedicated".to_string(),
+            Placement::Dedicated(_) => DEDICATED_BINDING.to_string(),
         }
     }
 }
@@ -173,6 +176,23 @@ pub fn server(server: &DatabaseServer) -> Result<ServerKind, Error> {
     }
 }
 
+/// The namespace to read the admin Secret of `external` from: the operator's own, which
+/// `adminSecretRef.namespace` may name or leave out. Any other is refused, so that creating a
+/// DatabaseServer never makes the operator read another namespace's Secrets (and send them to
+/// a host of the creator's choosing).
+pub fn admin_secret_namespace(
+    external: &ExternalServerSpec,
+    operator_namespace: &str,
+) -> Result<String, Error> {
+    match external.admin_secret_ref.namespace.as_deref() {
+        None => Ok(operator_namespace.to_string()),
+        Some(namespace) if namespace == operator_namespace => Ok(namespace.to_string()),
+        Some(namespace) => Err(Error::InvalidSpec(format!(
+            "spec.external.adminSecretRef.namespace is {namespace}, but the operator reads admin Secrets only from its own namespace {operator_namespace} (otherwise whoever may create a DatabaseServer could have it read any Secret); put the Secret in {operator_namespace} and name that namespace or leave it out"
+        ))),
+    }
+}
+
 fn managed_server(managed: &ManagedServerSpec, field: &str) -> Result<(), Error> {
     if managed.storage.size.is_empty() {
         return Err(Error::InvalidSpec(format!(
@@ -223,7 +243,7 @@ impl WorkloadField {
     fn remedy(self) -> &'static str {
         match self {
             WorkloadField::Managed => {
-                "restore it, or create a new DatabaseServer and move the databases"
+                "restore it, or create a new DatabaseServer and new Databases on it (a Database's spec.server cannot change)"
             }
             WorkloadField::Dedicated => "restore it, or create a new Database and move the data",
         }
@@ -341,7 +361,7 @@ fn workload_name_fits(name: &str, affix: &str, field: &str) -> Result<(), Error>
     let limit = MAX_STATEFULSET_NAME - affix.len();
     if name.len() > limit {
         return Err(Error::InvalidSpec(format!(
-            "{field} is {} characters; a server the operator runs needs it to be at most {limit} (its StatefulSet name gets {affix:?})",
+            "{field} is {} characters; a server the operator runs needs it to be at most {limit} (its StatefulSet name gets {affix:?}); create it under a shorter name",
             name.len()
         )));
     }
@@ -364,14 +384,14 @@ fn matches_label_pattern(text: &str) -> bool {
 }
 
 /// Kubernetes' `IsDNS1123Label`: the label pattern, at most 63 characters.
-fn is_dns_label(text: &str) -> bool {
+pub(crate) fn is_dns_label(text: &str) -> bool {
     text.len() <= DNS_LABEL_MAX && matches_label_pattern(text)
 }
 
 /// Kubernetes' `IsDNS1123Subdomain`, which the API server applies to Secret names: at most 253
 /// characters and labels joined by '.'. Exactly that: unlike DNS, Kubernetes does not limit
 /// each dot-separated part to 63 characters.
-fn is_dns_subdomain(text: &str) -> bool {
+pub(crate) fn is_dns_subdomain(text: &str) -> bool {
     text.len() <= DNS_SUBDOMAIN_MAX && text.split('.').all(matches_label_pattern)
 }
 
@@ -689,6 +709,34 @@ mod tests {
             !message.starts_with("spec.credentials.secretName"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn admin_secrets_are_read_from_the_operators_namespace_only() {
+        let external = |namespace: Option<&str>| ExternalServerSpec {
+            host: "pg.example".into(),
+            port: None,
+            admin_secret_ref: crate::crd::SecretReference {
+                name: "pg-admin".into(),
+                namespace: namespace.map(Into::into),
+            },
+            tls: None,
+        };
+        assert_eq!(
+            admin_secret_namespace(&external(None), "silo-system").unwrap(),
+            "silo-system"
+        );
+        assert_eq!(
+            admin_secret_namespace(&external(Some("silo-system")), "silo-system").unwrap(),
+            "silo-system"
+        );
+        match admin_secret_namespace(&external(Some("payments")), "silo-system") {
+            Err(Error::InvalidSpec(message)) => assert!(
+                message.starts_with("spec.external.adminSecretRef.namespace is payments, but the operator reads admin Secrets only from its own namespace silo-system"),
+                "{message}"
+            ),
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pure builders: a validated spec in, the Kubernetes objects the operator wants out.
 //! Nothing here talks to the API server, so all of it is unit-tested from YAML fixtures.
 
+pub mod microservice;
 mod network_policy;
 mod secrets;
 mod service;
@@ -11,13 +12,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-pub use network_policy::{AllowedClient, network_policy};
+pub use network_policy::{AllowedClient, network_policy, pods_peer};
 pub use secrets::{
     ADMIN_KEYFILE_KEY, ADMIN_PASSWORD_KEY, ADMIN_USERNAME_KEY, CredentialsSecretInput,
     admin_secret, credentials_secret, credentials_secret_labels,
 };
 pub use service::service;
-pub use statefulset::statefulset;
+pub use statefulset::{data_claim_name, statefulset};
 
 use crate::crd::{Database, DatabaseServer, Engine, ManagedServerSpec};
 use crate::image::ImageRepositories;
@@ -28,6 +29,9 @@ pub const DEFAULT_SERVER_NAMESPACE: &str = "silo-system";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "silo");
 /// Label on service pods that a server's NetworkPolicy admits.
 pub const SERVICE_LABEL: &str = "silo.dev/service";
+/// Label the operator's own pods carry (the chart sets it); a server's NetworkPolicy admits
+/// pods with it in the operator's namespace, and no other pod there.
+pub const OPERATOR_POD_LABEL: (&str, &str) = ("app.kubernetes.io/name", "silo-operator");
 
 /// A server workload the operator runs: everything the builders need, already validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,16 +137,34 @@ pub(crate) mod fixtures {
         serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
+    /// Whether fixtures are rewritten rather than compared: only when `SILO_UPDATE_FIXTURES`
+    /// (`update`) is set, and never under CI (`ci`), where a rewrite would make every fixture
+    /// test pass whatever the builders produce.
+    pub fn rewriting(update: Option<&str>, ci: Option<&str>) -> Result<bool, String> {
+        match (update, ci) {
+            (None, _) => Ok(false),
+            (Some(_), Some(ci)) if !ci.is_empty() && ci != "false" && ci != "0" => Err(
+                "SILO_UPDATE_FIXTURES is set under CI: fixtures are compared there, never rewritten"
+                    .to_string(),
+            ),
+            (Some(_), _) => Ok(true),
+        }
+    }
+
     /// Asserts that `actual`, as JSON, equals the YAML fixture `expected`.
-    /// With `SILO_UPDATE_FIXTURES=1` the fixture is (re)written instead, for review in the diff.
+    /// With `SILO_UPDATE_FIXTURES=1` the fixture is (re)written instead, for review in the diff
+    /// (refused under `CI`).
     pub fn assert_matches<T: serde::Serialize>(actual: &T, expected: &str) {
         let actual = serde_json::to_value(actual).unwrap();
-        if std::env::var("SILO_UPDATE_FIXTURES").is_ok() {
+        let update = std::env::var("SILO_UPDATE_FIXTURES").ok();
+        let ci = std::env::var("CI").ok();
+        if rewriting(update.as_deref(), ci.as_deref()).unwrap_or_else(|e| panic!("{e}")) {
             let path = format!(
                 "{}/tests/fixtures/build/{expected}",
                 env!("CARGO_MANIFEST_DIR")
             );
             std::fs::write(&path, serde_yaml::to_string(&actual).unwrap()).unwrap();
+            eprintln!("rewrote fixture {path}: review the diff");
             return;
         }
         let expected: serde_json::Value = load(expected);
@@ -153,5 +175,15 @@ pub(crate) mod fixtures {
             serde_yaml::to_string(&actual).unwrap(),
             expected_name = expected
         );
+    }
+
+    #[test]
+    fn fixtures_are_never_rewritten_under_ci() {
+        assert_eq!(rewriting(None, None), Ok(false));
+        assert_eq!(rewriting(None, Some("true")), Ok(false));
+        assert_eq!(rewriting(Some("1"), None), Ok(true));
+        assert_eq!(rewriting(Some("1"), Some("false")), Ok(true));
+        assert!(rewriting(Some("1"), Some("true")).is_err());
+        assert!(rewriting(Some("1"), Some("1")).is_err());
     }
 }

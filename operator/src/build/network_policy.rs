@@ -3,7 +3,7 @@
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::json;
 
-use super::{SERVICE_LABEL, Workload};
+use super::{OPERATOR_POD_LABEL, SERVICE_LABEL, Workload};
 
 /// A service allowed to reach a server: pods labelled `silo.dev/service=<owner>` in `namespace`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -14,14 +14,43 @@ pub struct AllowedClient {
     pub owner: String,
 }
 
+impl AllowedClient {
+    /// The NetworkPolicy peer selecting this service's pods, in a policy of `policy_namespace`.
+    /// A client in that namespace is matched by a pod selector alone, which needs no namespace
+    /// label and so works on every Kubernetes version.
+    pub fn peer(&self, policy_namespace: &str) -> serde_json::Value {
+        pods_peer(
+            &self.namespace,
+            &json!({ SERVICE_LABEL: self.owner }),
+            policy_namespace,
+        )
+    }
+}
+
+/// The peer selecting pods labelled `labels` in `namespace`, in a policy of `policy_namespace`.
+pub fn pods_peer(
+    namespace: &str,
+    labels: &serde_json::Value,
+    policy_namespace: &str,
+) -> serde_json::Value {
+    let pods = json!({ "matchLabels": labels });
+    if namespace == policy_namespace {
+        json!({ "podSelector": pods })
+    } else {
+        json!({
+            "namespaceSelector": { "matchLabels": { NAMESPACE_NAME_LABEL: namespace } },
+            "podSelector": pods,
+        })
+    }
+}
+
 /// Label every namespace carries with its own name (Kubernetes 1.21+ sets it automatically;
 /// older clusters need it set by hand, see docs/operator.md).
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-/// Ingress to the engine port only from `clients` and from the operator's namespace.
-///
-/// A client in the server's own namespace (always so for a dedicated server) is matched by a
-/// pod selector alone, which needs no namespace label and so works on every Kubernetes version.
+/// Ingress to the engine port only from `clients` and from the operator's pods (labelled
+/// [`OPERATOR_POD_LABEL`] in `operator_namespace`, both in one peer: other pods of that
+/// namespace, managed servers among them, are not admitted).
 pub fn network_policy(
     workload: &Workload,
     clients: &[AllowedClient],
@@ -32,21 +61,13 @@ pub fn network_policy(
     clients.dedup();
     let mut peers: Vec<serde_json::Value> = clients
         .iter()
-        .map(|client| {
-            let pods = json!({ "matchLabels": { SERVICE_LABEL: client.owner } });
-            if client.namespace == workload.namespace {
-                json!({ "podSelector": pods })
-            } else {
-                json!({
-                    "namespaceSelector": { "matchLabels": { NAMESPACE_NAME_LABEL: client.namespace } },
-                    "podSelector": pods,
-                })
-            }
-        })
+        .map(|client| client.peer(&workload.namespace))
         .collect();
-    peers.push(json!({
-        "namespaceSelector": { "matchLabels": { NAMESPACE_NAME_LABEL: operator_namespace } },
-    }));
+    peers.push(pods_peer(
+        operator_namespace,
+        &json!({ OPERATOR_POD_LABEL.0: OPERATOR_POD_LABEL.1 }),
+        &workload.namespace,
+    ));
     serde_json::from_value(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -122,7 +143,16 @@ mod tests {
         };
         assert_eq!(owner_of(0), "booking");
         assert_eq!(owner_of(1), "payment");
-        assert!(from[2].pod_selector.is_none());
+        assert_eq!(
+            from[2]
+                .pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap()[OPERATOR_POD_LABEL.0],
+            OPERATOR_POD_LABEL.1
+        );
     }
 
     #[test]
@@ -150,5 +180,141 @@ mod tests {
             .and_then(|s| s.match_labels.as_ref())
             .map(|labels| labels[NAMESPACE_NAME_LABEL].clone());
         assert_eq!(remote_namespace, Some(remote.namespace));
+    }
+
+    /// What a server's policy admits, judged by the NetworkPolicy evaluator over real pods
+    /// rather than by the shape of the policy.
+    mod admits {
+        use std::collections::BTreeSet;
+
+        use k8s_openapi::api::core::v1::Pod;
+        use serde_json::json;
+
+        use super::*;
+        use crate::reachability::{Cluster, Protocol};
+
+        fn pod(namespace: &str, name: &str, labels: serde_json::Value) -> Pod {
+            serde_json::from_value(json!({
+                "metadata": { "name": name, "namespace": namespace, "labels": labels },
+                "spec": { "containers": [ { "name": "main", "image": "x" } ] },
+                "status": { "phase": "Running" },
+            }))
+            .unwrap()
+        }
+
+        /// The pods that can open a connection to the server pod of `workload` under `policy`.
+        fn reaching(
+            workload: &Workload,
+            policy: NetworkPolicy,
+            others: Vec<Pod>,
+        ) -> BTreeSet<String> {
+            let server = pod(
+                &workload.namespace,
+                &format!("{}-0", workload.name),
+                serde_json::to_value(workload.labels()).unwrap(),
+            );
+            let mut pods = others;
+            pods.push(server);
+            let cluster = Cluster::new(&[], &pods, &[policy]);
+            let target = cluster
+                .pod(&workload.namespace, &format!("{}-0", workload.name))
+                .unwrap()
+                .clone();
+            cluster
+                .sources_reaching(&target, workload.port(), Protocol::Tcp)
+                .into_iter()
+                .map(|(source, _)| source.key())
+                .collect()
+        }
+
+        fn operator_labels() -> serde_json::Value {
+            json!({ OPERATOR_POD_LABEL.0: OPERATOR_POD_LABEL.1 })
+        }
+
+        #[test]
+        fn a_dedicated_server_admits_its_owner_and_the_operators_pods_only() {
+            let db: crate::crd::Database = load("dedicated-postgres.database.yaml");
+            let spec = db.spec.server.dedicated.clone().unwrap();
+            let workload = Workload::dedicated(&db, &spec, &Default::default()).unwrap();
+            let owner = AllowedClient {
+                namespace: "shop".into(),
+                owner: "user-service".into(),
+            };
+            let policy = network_policy(&workload, &[owner], "silo-system").unwrap();
+            let others = vec![
+                pod(
+                    "shop",
+                    "user-service-1",
+                    json!({ SERVICE_LABEL: "user-service" }),
+                ),
+                pod(
+                    "shop",
+                    "booking-1",
+                    json!({ SERVICE_LABEL: "booking-service" }),
+                ),
+                pod("shop", "unlabelled", json!({})),
+                // The owner's label in another namespace is another service.
+                pod(
+                    "elsewhere",
+                    "user-service-1",
+                    json!({ SERVICE_LABEL: "user-service" }),
+                ),
+                pod("silo-system", "silo-operator-1", operator_labels()),
+                // Managed servers run in the operator's namespace too: they are not the operator.
+                pod(
+                    "silo-system",
+                    "silo-team-pg-0",
+                    json!({ "app.kubernetes.io/name": "silo-postgres" }),
+                ),
+                pod("silo-system", "debug", json!({})),
+                // The operator's label outside its namespace is not the operator.
+                pod("shop", "impostor", operator_labels()),
+            ];
+            assert_eq!(
+                reaching(&workload, policy, others),
+                BTreeSet::from([
+                    "shop/user-service-1".to_string(),
+                    "silo-system/silo-operator-1".to_string()
+                ])
+            );
+        }
+
+        #[test]
+        fn a_shared_server_in_the_operators_namespace_admits_the_owners_and_the_operator_only() {
+            let server: DatabaseServer = load("managed-postgres.server.yaml");
+            let spec = server.spec.managed.clone().unwrap();
+            let workload = Workload::managed(&server, &spec, &Default::default()).unwrap();
+            assert_eq!(workload.namespace, "silo-system");
+            let client = |ns: &str, owner: &str| AllowedClient {
+                namespace: ns.into(),
+                owner: owner.into(),
+            };
+            let policy = network_policy(
+                &workload,
+                &[client("shop", "booking"), client("billing", "payment")],
+                "silo-system",
+            )
+            .unwrap();
+            let others = vec![
+                pod("shop", "booking-1", json!({ SERVICE_LABEL: "booking" })),
+                pod("billing", "payment-1", json!({ SERVICE_LABEL: "payment" })),
+                pod("shop", "payment-1", json!({ SERVICE_LABEL: "payment" })),
+                pod("billing", "booking-1", json!({ SERVICE_LABEL: "booking" })),
+                pod("silo-system", "silo-operator-1", operator_labels()),
+                pod(
+                    "silo-system",
+                    "silo-other-pg-0",
+                    json!({ "app.kubernetes.io/name": "silo-postgres" }),
+                ),
+            ];
+            assert_eq!(
+                reaching(&workload, policy, others),
+                BTreeSet::from([
+                    "billing/payment-1".to_string(),
+                    "shop/booking-1".to_string(),
+                    "silo-system/silo-operator-1".to_string(),
+                ])
+            );
+        }
     }
 }

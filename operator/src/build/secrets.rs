@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{MANAGED_BY, Workload};
 use crate::crd::Engine;
+use crate::names::label_value;
 use crate::uri::{LoginParts, connection_uri, jdbc_uri};
 
 /// Admin Secret key: login name.
@@ -74,7 +75,7 @@ pub fn credentials_secret_labels(database_resource: &str, owner: &str) -> BTreeM
         (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
         (
             "silo.dev/database".to_string(),
-            database_resource.to_string(),
+            label_value(database_resource),
         ),
         ("silo.dev/owner".to_string(), owner.to_string()),
     ])

@@ -15,6 +15,12 @@ const TERMINATION_GRACE_SECONDS: u32 = 60;
 /// container: a startup probe tried every 5 s, this many times (10 minutes).
 const STARTUP_ATTEMPTS: u32 = 120;
 
+/// The name of the claim the StatefulSet controller makes for the data volume of `workload`'s
+/// one pod (`<template>-<statefulset>-<ordinal>`). Nothing owns it: it outlives the StatefulSet.
+pub fn data_claim_name(workload: &Workload) -> String {
+    format!("{DATA_VOLUME}-{}-0", workload.name)
+}
+
 /// The StatefulSet of `workload`: one replica, a volume claim template, admin login from its Secret.
 pub fn statefulset(workload: &Workload) -> Result<StatefulSet, serde_json::Error> {
     let pod = match workload.engine {
@@ -284,6 +290,21 @@ mod tests {
     fn dedicated_mongodb_runs_a_replica_set_with_a_private_key_file() {
         let built = statefulset(&dedicated("dedicated-mongodb.database.yaml")).unwrap();
         assert_matches(&built, "dedicated-mongodb.statefulset.yaml");
+    }
+
+    #[test]
+    fn the_data_claim_is_named_as_the_statefulset_controller_names_it() {
+        let workload = dedicated("dedicated-postgres.database.yaml");
+        let built = statefulset(&workload).unwrap();
+        let template = built.spec.unwrap().volume_claim_templates.unwrap()[0]
+            .metadata
+            .name
+            .clone()
+            .unwrap();
+        assert_eq!(
+            data_claim_name(&workload),
+            format!("{template}-users-dbserver-0")
+        );
     }
 
     #[test]

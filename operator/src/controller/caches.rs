@@ -113,7 +113,10 @@ impl Caches {
 
     /// Keeps the login just read from admin Secret `namespace/name`.
     pub fn remember_admin_login(&self, namespace: &str, name: &str, login: &(String, Password)) {
-        locked(&self.admin_logins).insert(
+        let mut logins = locked(&self.admin_logins);
+        // Expired logins are never used again (the Secret of a deleted server among them).
+        logins.retain(|_, (read_at, _, _)| read_at.elapsed() < ADMIN_LOGIN_TTL);
+        logins.insert(
             format!("{namespace}/{name}"),
             (Instant::now(), login.0.clone(), login.1.clone()),
         );
@@ -126,8 +129,13 @@ impl Caches {
 
     /// Forgets what was kept for `key`, whose object is gone.
     pub fn forget(&self, key: &str) {
-        locked(&self.written_secrets).remove(key);
-        locked(&self.written_contents).remove(key);
+        self.retain(|kept| kept != key);
+    }
+
+    /// Keeps what was kept only for the objects `keep` says yes to.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        locked(&self.written_secrets).retain(|key, _| keep(key));
+        locked(&self.written_contents).retain(|key, _| keep(key));
     }
 }
 

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
@@ -12,7 +11,7 @@ use super::server_access::{
     ensure_workload, prepare_workload, read_admin_login, secret_value, server_engine,
     workload_admin, workload_waiting,
 };
-use super::{Context, finalizers, object_key};
+use super::{Context, dedicated_volume, finalizers, object_key};
 use crate::apply::{apply, apply_status};
 use crate::build::{AllowedClient, CredentialsSecretInput, Workload, credentials_secret};
 use crate::crd::{
@@ -27,7 +26,7 @@ use crate::names::{MONGODB_DATABASE_LIMIT, POSTGRES_IDENTIFIER_LIMIT, derive_ser
 use crate::password::Password;
 use crate::status::{condition, find, types, upsert};
 use crate::uri::LoginParts;
-use crate::validate::{self, Placement, ServerKind, ValidDatabase};
+use crate::validate::{self, DEDICATED_BINDING, Placement, ServerKind, ValidDatabase};
 
 /// Finalizer guarding the database and role on the server.
 pub const FINALIZER: &str = "silo.dev/database-cleanup";
@@ -252,7 +251,14 @@ async fn admin_login(
     Ok(login)
 }
 
-async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<ServerState, Error> {
+/// The shared server `name` for a Database of `engine`; `bound` when the Database was already
+/// created on it (its `spec.server` can no longer change).
+async fn shared_server(
+    ctx: &Context,
+    name: &str,
+    engine: Engine,
+    bound: bool,
+) -> Result<ServerState, Error> {
     let server = match ctx.caches.server(name) {
         Some(server) => server,
         None => Arc::new(
@@ -263,24 +269,23 @@ async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<Serv
         ),
     };
     if server.spec.engine != engine {
-        return Err(Error::EngineMismatch(format!(
-            "spec.engine is {} but DatabaseServer {name} runs {}; use a server of the same engine",
-            engine.as_str(),
-            server.spec.engine.as_str()
+        return Err(Error::EngineMismatch(engine_mismatch_message(
+            name,
+            engine,
+            server.spec.engine,
+            bound,
         )));
     }
     match validate::server(server.as_ref()) {
-        Err(_) => Ok(ServerState::Waiting {
-            reason: "ServerInvalid",
-            message: format!("DatabaseServer {name} has an invalid spec; see its status"),
-        }),
+        Err(_) => Ok(server_invalid(name)),
         Ok(ServerKind::External(external)) => {
-            let (username, password) = admin_login(
-                ctx,
-                &external.admin_secret_ref.namespace,
-                &external.admin_secret_ref.name,
-            )
-            .await?;
+            let Ok(namespace) =
+                validate::admin_secret_namespace(&external, &ctx.config.operator_namespace)
+            else {
+                return Ok(server_invalid(name));
+            };
+            let (username, password) =
+                admin_login(ctx, &namespace, &external.admin_secret_ref.name).await?;
             let tls = external.tls.as_ref().map(|t| t.mode).unwrap_or_default();
             let port = external.port.unwrap_or(engine.default_port());
             let admin = AdminConnection {
@@ -321,13 +326,38 @@ async fn shared_server(ctx: &Context, name: &str, engine: Engine) -> Result<Serv
     }
 }
 
+/// Waiting for the DatabaseServer `name`, whose spec is invalid (its status says why).
+fn server_invalid(name: &str) -> ServerState {
+    ServerState::Waiting {
+        reason: "ServerInvalid",
+        message: format!("DatabaseServer {name} has an invalid spec; see its status"),
+    }
+}
+
+/// Why a Database of `wanted` cannot use server `name`, which runs `runs`, and what can be done.
+fn engine_mismatch_message(name: &str, wanted: Engine, runs: Engine, bound: bool) -> String {
+    let (wanted, runs) = (wanted.as_str(), runs.as_str());
+    if bound {
+        format!(
+            "spec.engine is {wanted} but DatabaseServer {name}, which this Database was created on, now runs {runs}; recreate that server with engine {wanted} (spec.server of a Database cannot change)"
+        )
+    } else {
+        format!(
+            "spec.engine is {wanted} but DatabaseServer {name} runs {runs}; set spec.server.serverRef to a {wanted} server"
+        )
+    }
+}
+
 async fn resolve_server(
     db: &Database,
     valid: &ValidDatabase,
     ctx: &Context,
 ) -> Result<ServerState, Error> {
     match &valid.placement {
-        Placement::Shared(name) => shared_server(ctx, name, valid.engine).await,
+        Placement::Shared(name) => {
+            let bound = db.status.as_ref().is_some_and(|s| s.bound_server.is_some());
+            shared_server(ctx, name, valid.engine, bound).await
+        }
         Placement::Dedicated(spec) => {
             let workload = Workload::dedicated(db, spec, &ctx.config.images).ok_or_else(|| {
                 Error::ServerNotReady("the Database has no uid or namespace yet".into())
@@ -445,6 +475,10 @@ async fn provision(
             );
         };
 
+    status.server = Some(match &valid.placement {
+        Placement::Shared(name) => name.clone(),
+        Placement::Dedicated(_) => DEDICATED_BINDING.to_string(),
+    });
     let access = match resolve_server(db, &valid, ctx).await? {
         ServerState::Usable(access) => access,
         ServerState::Waiting { reason, message } => {
@@ -687,7 +721,6 @@ async fn cleanup(db: &Database, ctx: &Context, api: &Api<Database>) -> Result<Ac
     let result = deprovision(db, ctx, &status).await;
     match result {
         Ok(note) => {
-            ctx.metrics.set_phase(&key, None);
             ctx.forget(&key);
             if let Some(note) = note {
                 ctx.publish(&reference, false, "Deprovisioned", "Delete", note)
@@ -726,6 +759,14 @@ async fn deprovision(
     ctx: &Context,
     status: &DatabaseStatus,
 ) -> Result<Option<String>, Error> {
+    let dedicated = match status.bound_server.as_deref() {
+        Some(bound) => bound == DEDICATED_BINDING,
+        None => db.spec.server.dedicated.is_some(),
+    };
+    if dedicated {
+        // A dedicated server holds nothing else: its volume is the data.
+        return dedicated_volume::release(ctx, db, db.spec.deletion_policy).await;
+    }
     let (Some(database), Some(role)) = (status.database_name.clone(), status.role_name.clone())
     else {
         // Nothing was ever created on a server.
@@ -741,59 +782,50 @@ async fn deprovision(
         role,
         marker: ownership_marker(db),
     };
-    match status.bound_server.as_deref() {
-        Some(bound) if bound.starts_with("serverRef/") => {
-            let server = bound.trim_start_matches("serverRef/");
-            let engine = status.bound_engine.unwrap_or(db.spec.engine);
-            let state = match shared_server(ctx, server, engine).await {
-                // Without the server object there is no admin login to reach the data with, and
-                // waiting for one could last forever: release, saying what may be left behind.
-                Err(Error::ServerNotFound(_)) => {
-                    let note = format!(
-                        "DatabaseServer {server} no longer exists, so database {} and role {} could not be dropped; if that server still runs, drop them there by hand",
-                        names.database, names.role
-                    );
-                    ctx.publish(&db.object_ref(&()), true, "ServerGone", "Delete", note)
-                        .await;
-                    return Ok(None);
-                }
-                other => other?,
-            };
-            match state {
-                ServerState::Usable(access) => access.engine.deprovision(&names).await?,
-                ServerState::Waiting { message, .. } => return Err(Error::ServerNotReady(message)),
-            }
-            Ok(Some(format!(
-                "deletionPolicy Delete: database {} and role {} dropped",
+    let Some(server) = status
+        .bound_server
+        .as_deref()
+        .and_then(|bound| bound.strip_prefix("serverRef/"))
+    else {
+        return Ok(None);
+    };
+    drop_on_shared_server(db, ctx, server, &names).await
+}
+
+/// Drops `names` on the shared server `server` (`Delete` policy).
+async fn drop_on_shared_server(
+    db: &Database,
+    ctx: &Context,
+    server: &str,
+    names: &ServerNames,
+) -> Result<Option<String>, Error> {
+    let engine = db
+        .status
+        .as_ref()
+        .and_then(|s| s.bound_engine)
+        .unwrap_or(db.spec.engine);
+    let state = match shared_server(ctx, server, engine, true).await {
+        // Without the server object there is no admin login to reach the data with, and
+        // waiting for one could last forever: release, saying what may be left behind.
+        Err(Error::ServerNotFound(_)) => {
+            let note = format!(
+                "DatabaseServer {server} no longer exists, so database {} and role {} could not be dropped; if that server still runs, drop them there by hand",
                 names.database, names.role
-            )))
+            );
+            ctx.publish(&db.object_ref(&()), true, "ServerGone", "Delete", note)
+                .await;
+            return Ok(None);
         }
-        _ => {
-            // A dedicated server holds nothing else: deleting its volume deletes the data.
-            let Some(spec) = db.spec.server.dedicated.as_ref() else {
-                return Ok(None);
-            };
-            let Some(workload) = Workload::dedicated(db, spec, &ctx.config.images) else {
-                return Ok(None);
-            };
-            let selector = workload
-                .selector_labels()
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &workload.namespace)
-                .delete_collection(
-                    &DeleteParams::background(),
-                    &ListParams::default().labels(&selector),
-                )
-                .await?;
-            Ok(Some(format!(
-                "deletionPolicy Delete: volumes of the dedicated server {} deleted",
-                workload.name
-            )))
-        }
+        other => other?,
+    };
+    match state {
+        ServerState::Usable(access) => access.engine.deprovision(names).await?,
+        ServerState::Waiting { message, .. } => return Err(Error::ServerNotReady(message)),
     }
+    Ok(Some(format!(
+        "deletionPolicy Delete: database {} and role {} dropped",
+        names.database, names.role
+    )))
 }
 
 #[cfg(test)]
@@ -849,6 +881,22 @@ mod tests {
         assert_eq!(rotation_due(&db, &status, day, now), None);
         let until = time_until_rotation(&status, day, now).unwrap();
         assert!(until > Duration::from_secs(21 * 3600) && until <= Duration::from_secs(22 * 3600));
+    }
+
+    #[test]
+    fn an_engine_mismatch_suggests_what_is_still_possible() {
+        let fresh = engine_mismatch_message("pg", Engine::Mongodb, Engine::Postgres, false);
+        assert!(
+            fresh.ends_with("set spec.server.serverRef to a mongodb server"),
+            "{fresh}"
+        );
+        // Once bound, spec.server is immutable: changing it is not among the suggestions.
+        let bound = engine_mismatch_message("pg", Engine::Mongodb, Engine::Postgres, true);
+        assert!(!bound.contains("set spec.server"), "{bound}");
+        assert!(
+            bound.contains("recreate that server with engine mongodb"),
+            "{bound}"
+        );
     }
 
     #[test]

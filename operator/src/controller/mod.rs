@@ -2,9 +2,13 @@
 
 mod caches;
 pub mod database;
+mod dedicated_volume;
+pub mod events;
 mod finalizers;
+mod gone;
 mod server;
 mod server_access;
+pub mod service;
 mod triggers;
 
 use std::collections::HashMap;
@@ -14,6 +18,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -87,6 +92,7 @@ pub struct Context {
     /// Watched copies of objects the reconcilers read, and what this process last wrote.
     pub caches: Caches,
     recorder: Recorder,
+    reporter: Reporter,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -98,7 +104,8 @@ impl Context {
             instance: config.instance.clone(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
             config,
             metrics,
@@ -135,18 +142,29 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        // Events about cluster-scoped objects live in `default`; older API servers insist that
-        // the reference names that namespace too.
-        let mut reference = reference.clone();
-        if reference
+        let cluster_scoped = reference
             .namespace
             .as_deref()
             .unwrap_or_default()
-            .is_empty()
-        {
-            reference.namespace = Some("default".to_string());
-        }
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            .is_empty();
+        let published = if cluster_scoped {
+            let event = events::cluster_scoped_event(
+                &self.reporter,
+                &event,
+                reference,
+                k8s_openapi::jiff::Timestamp::now(),
+            );
+            Api::<K8sEvent>::namespaced(
+                self.client.clone(),
+                events::CLUSTER_SCOPED_EVENTS_NAMESPACE,
+            )
+            .create(&Default::default(), &event)
+            .await
+            .map(drop)
+        } else {
+            self.recorder.publish(&event, reference).await
+        };
+        if let Err(e) = published {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
     }
@@ -181,10 +199,28 @@ impl Context {
         }
     }
 
-    /// Forgets everything kept about `key`, whose object is gone.
+    /// Forgets everything kept about `key`, whose object is gone: its failure streak, what
+    /// was written for it, its phase, and the admin connections of the server it names.
     pub fn forget(&self, key: &str) {
-        self.failures().remove(key);
-        self.caches.forget(key);
+        self.retain_objects(|kept| kept != key);
+    }
+
+    /// Keeps per-object state only for the objects `keep` says yes to.
+    pub fn retain_objects(&self, keep: impl Fn(&str) -> bool) {
+        self.failures().retain(|key, _| keep(key));
+        self.caches.retain(&keep);
+        self.metrics.retain_phases(&keep);
+        self.pools.retain(&keep);
+        self.mongo_clients.retain(&keep);
+        self.count_admin_connections();
+    }
+
+    /// Refreshes the gauge of kept admin connections.
+    pub fn count_admin_connections(&self) {
+        self.metrics
+            .set_admin_connections("postgres", self.pools.len());
+        self.metrics
+            .set_admin_connections("mongodb", self.mongo_clients.len());
     }
 
     /// The wait before retrying `key` after another failure: doubling from 1s, capped.
@@ -224,13 +260,13 @@ where
     }
 }
 
-/// Runs both controllers until aborted.
+/// Runs the controllers until aborted.
 pub async fn run_controllers(client: Client, config: OperatorConfig) {
     let (_keep_running, shutdown) = watch::channel(false);
     run_controllers_with(client, config, Arc::new(Metrics::default()), shutdown).await;
 }
 
-/// Runs both controllers until `shutdown` turns true, then lets running reconciles finish.
+/// Runs the controllers until `shutdown` turns true, then lets running reconciles finish.
 pub async fn run_controllers_with(
     client: Client,
     config: OperatorConfig,
@@ -272,10 +308,12 @@ pub async fn run_controllers_with(
     let (placement_tx, mut placement_rx) = mpsc::unbounded_channel();
     let mut placements = triggers::PlacementFilter::default();
     let servers = server_store.clone();
+    let (gone_ctx, gone_store) = (ctx.clone(), database_store.clone());
     let database_stream = watcher(databases, watcher::Config::default())
         .default_backoff()
         .modify(triggers::trim)
         .reflect(database_writer)
+        .inspect_ok(move |event| gone::forget_gone(&gone_ctx, &gone_store, event))
         .inspect_ok(move |event| {
             if let Some(server) = placements
                 .admit(event)
@@ -306,10 +344,13 @@ pub async fn run_controllers_with(
             }
         });
 
+    let service_controller = service::run(ctx.clone(), shutdown.clone());
+    let (gone_ctx, gone_store) = (ctx.clone(), server_store.clone());
     let server_stream = watcher(Api::<DatabaseServer>::all(client.clone()), server_watch)
         .default_backoff()
         .modify(triggers::trim)
         .reflect(server_writer)
+        .inspect_ok(move |event| gone::forget_gone(&gone_ctx, &gone_store, event))
         .applied_objects()
         .predicate_filter(triggers::server_intent, Default::default());
     let server_statefulsets = Api::<StatefulSet>::all(client.clone());
@@ -326,7 +367,7 @@ pub async fn run_controllers_with(
                 tracing::debug!(error = %e, "server reconcile did not finish");
             }
         });
-    futures::join!(database_controller, server_controller);
+    futures::join!(database_controller, server_controller, service_controller);
 }
 
 /// The server a placement change of `db` concerns, if it wants to hear of it. An external

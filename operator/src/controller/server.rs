@@ -15,7 +15,7 @@ use super::server_access::{
 use super::{Context, finalizers, object_key};
 use crate::apply::apply_status;
 use crate::build::{AllowedClient, Workload};
-use crate::crd::{Database, DatabaseServer, DatabaseServerStatus};
+use crate::crd::{Database, DatabaseServer, DatabaseServerStatus, ServerType};
 use crate::engine::{AdminConnection, Engine as _};
 use crate::error::Error;
 use crate::status::{condition, find, types, upsert};
@@ -187,7 +187,7 @@ fn in_use_message(users: &[String]) -> String {
         named.push_str(&format!(" and {} more", users.len() - NAMED_IN_MESSAGE));
     }
     format!(
-        "deletion waits until no Database uses this server ({} still do: {named}); their cleanup needs the server's admin login; delete them or point them elsewhere first",
+        "deletion waits until no Database uses this server ({} still do: {named}); their cleanup needs the server's admin login; delete them first (set deletionPolicy: Retain on them beforehand to keep their data on the server)",
         users.len()
     )
 }
@@ -218,12 +218,12 @@ async fn check(
     let engine_kind = server.spec.engine;
     let (engine, workload) = match validate::server(server)? {
         ServerKind::External(external) => {
-            let (username, password) = read_admin_login(
-                ctx,
-                &external.admin_secret_ref.namespace,
-                &external.admin_secret_ref.name,
-            )
-            .await?;
+            status.server_type = Some(ServerType::External);
+            status.host = Some(external.host.clone());
+            let namespace =
+                validate::admin_secret_namespace(&external, &ctx.config.operator_namespace)?;
+            let (username, password) =
+                read_admin_login(ctx, &namespace, &external.admin_secret_ref.name).await?;
             let admin = AdminConnection {
                 host: external.host.clone(),
                 port: external.port.unwrap_or(engine_kind.default_port()),
@@ -243,6 +243,8 @@ async fn check(
                 status.workload_namespace.as_deref(),
                 &workload.namespace,
             )?;
+            status.server_type = Some(ServerType::Managed);
+            status.host = Some(workload.host());
             ensure_workload(ctx, &workload, &clients_of(ctx, server).await?).await?;
             status.workload_namespace = Some(workload.namespace.clone());
             if let Some(waiting) = workload_waiting(ctx, &workload).await? {
@@ -361,6 +363,13 @@ mod tests {
     fn the_in_use_message_names_a_few_databases_and_counts_the_rest() {
         let one = in_use_message(&["shop/orders".into()]);
         assert!(one.contains("(1 still do: shop/orders)"), "{one}");
+        // A Database's spec.server is immutable: the message must not suggest moving it.
+        assert!(
+            !one.contains("elsewhere") && !one.contains("point"),
+            "{one}"
+        );
+        assert!(one.contains("delete them first"), "{one}");
+        assert!(one.contains("deletionPolicy: Retain"), "{one}");
         let many: Vec<String> = (1..=5).map(|i| format!("shop/db{i}")).collect();
         let message = in_use_message(&many);
         assert!(

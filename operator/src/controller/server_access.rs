@@ -69,7 +69,7 @@ pub fn server_engine(
     engine: Engine,
     admin: AdminConnection,
 ) -> Result<AnyEngine, Error> {
-    Ok(match engine {
+    let engine = match engine {
         Engine::Postgres => {
             let pool = ctx
                 .pools
@@ -80,7 +80,9 @@ pub fn server_engine(
             let client = ctx.mongo_clients.client(server_key, &admin)?;
             AnyEngine::Mongodb(MongoEngine::new(admin, client))
         }
-    })
+    };
+    ctx.count_admin_connections();
+    Ok(engine)
 }
 
 /// Applies the objects of a server the operator runs: admin Secret (created once), StatefulSet,

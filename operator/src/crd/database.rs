@@ -22,10 +22,16 @@ use super::{Engine, ManagedServerSpec};
     shortname = "sdb",
     printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engine"),
     printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner"),
+    printcolumn(name = "Server", type_ = "string", json_path = ".status.server"),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
     printcolumn(
@@ -39,7 +45,10 @@ pub struct DatabaseSpec {
     /// `postgres` or `mongodb`; must match the server's engine. Immutable.
     pub engine: Engine,
     /// Name of the service that owns this database: its pods carry the label
-    /// `silo.dev/service=<owner>`, which the NetworkPolicy of a Silo-run server admits.
+    /// `silo.dev/service=<owner>`, which the NetworkPolicy of a Silo-run server admits. A DNS
+    /// label: 1 to 63 lower-case letters, digits and '-', starting and ending with a letter or
+    /// digit.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub owner: String,
     /// Where the database lives. Immutable.
     pub server: ServerBinding,
@@ -110,6 +119,9 @@ pub struct DatabaseStatus {
     /// The `metadata.generation` these conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The server this database lives on: a `DatabaseServer` name, or `dedicated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Where clients connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Endpoint>,

@@ -1,14 +1,21 @@
-//! The custom resource types: `DatabaseServer` (cluster-scoped) and `Database` (namespaced).
+//! The custom resource types: `DatabaseServer` (cluster-scoped), `Database` and `Service`
+//! (namespaced).
 
 mod database;
 mod server;
+mod service;
 mod shared;
 
 pub use database::{
     CredentialsSpec, Database, DatabaseSpec, DatabaseStatus, DeletionPolicy, Endpoint,
     ServerBinding,
 };
-pub use server::{DatabaseServer, DatabaseServerSpec, DatabaseServerStatus};
+pub use server::{DatabaseServer, DatabaseServerSpec, DatabaseServerStatus, ServerType};
+pub use service::{
+    BrokerSpec, DEFAULT_BROKER_PORT, DatabaseSource, DatabaseTemplate, Dependency, ProbesSpec,
+    SecretKeyRef, Service, ServiceDatabaseStatus, ServiceEnvVar, ServiceSpec, ServiceStatus,
+    service_crd,
+};
 pub use shared::{
     Engine, ExternalServerSpec, ManagedServerSpec, SecretReference, StorageSpec, TlsMode, TlsSpec,
 };
@@ -21,5 +28,5 @@ pub fn all_crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![DatabaseServer::crd(), Database::crd()]
+    vec![DatabaseServer::crd(), Database::crd(), service_crd()]
 }

@@ -20,10 +20,17 @@ use super::{Engine, ExternalServerSpec, ManagedServerSpec};
     status = "DatabaseServerStatus",
     shortname = "dbserver",
     printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engine"),
+    printcolumn(name = "Type", type_ = "string", json_path = ".status.type"),
+    printcolumn(name = "Host", type_ = "string", json_path = ".status.host"),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
     printcolumn(
@@ -55,6 +62,12 @@ pub struct DatabaseServerStatus {
     /// The `metadata.generation` these conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `managed` (the operator runs it) or `external`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub server_type: Option<ServerType>,
+    /// Host name clients connect to (for a managed server, its in-cluster Service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// The server version the operator saw when it last connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -62,4 +75,14 @@ pub struct DatabaseServerStatus {
     /// `spec.managed.namespace` cannot move it afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_namespace: Option<String>,
+}
+
+/// Who runs a `DatabaseServer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerType {
+    /// The operator runs it (`spec.managed`).
+    Managed,
+    /// It exists already (`spec.external`).
+    External,
 }

@@ -85,21 +85,25 @@ pub struct ExternalServerSpec {
     /// TCP port (the engine's default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// Secret holding the administrator login under the keys `username` and `password`.
+    /// Secret holding the administrator login under the keys `username` and `password`, in
+    /// the operator's namespace.
     pub admin_secret_ref: SecretReference,
     /// TLS settings for connections to the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
 }
 
-/// A reference to a Secret in a given namespace.
+/// A reference to an admin Secret, which lives in the operator's namespace.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretReference {
     /// The Secret's name.
     pub name: String,
-    /// The Secret's namespace.
-    pub namespace: String,
+    /// The Secret's namespace: the operator's own (default `silo-system`), which is also what
+    /// an absent namespace means. Any other is refused: whoever may create a DatabaseServer
+    /// could otherwise make the operator read any Secret and send it to a host of their choosing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// TLS settings for connections to a server.

@@ -64,6 +64,16 @@ impl<T: Clone> ConnectionCache<T> {
         self.entries().remove(server).map(|(_, handle)| handle)
     }
 
+    /// Removes the handles of the servers `keep` says no to; returns them for closing.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> Vec<T> {
+        let mut entries = self.entries();
+        let gone: Vec<String> = entries.keys().filter(|k| !keep(k)).cloned().collect();
+        gone.iter()
+            .filter_map(|key| entries.remove(key))
+            .map(|(_, handle)| handle)
+            .collect()
+    }
+
     /// How many servers have a handle.
     pub fn len(&self) -> usize {
         self.entries().len()
@@ -94,6 +104,9 @@ mod tests {
         assert_eq!(cache.get("other", "b", made(4)).unwrap().current, 4);
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.forget("pg"), Some(3));
+        assert_eq!(cache.len(), 1);
+        cache.get("third", "c", made(5)).unwrap();
+        assert_eq!(cache.retain(|server| server == "third"), [4]);
         assert_eq!(cache.len(), 1);
     }
 }

@@ -57,6 +57,23 @@ impl MongoClientCache {
             tokio::spawn(async move { old.shutdown().await });
         }
     }
+
+    /// Shuts down and drops the clients of the servers `keep` says no to (they are gone).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        for old in self.clients.retain(keep) {
+            tokio::spawn(async move { old.shutdown().await });
+        }
+    }
+
+    /// How many servers have a client.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Whether no server has a client.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
 }
 
 fn client_options(

@@ -51,6 +51,13 @@ impl PoolCache {
         }
     }
 
+    /// Closes and drops the pools of the servers `keep` says no to (they are gone).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        for old in self.pools.retain(keep) {
+            close_in_background(old);
+        }
+    }
+
     /// How many servers have a pool.
     pub fn len(&self) -> usize {
         self.pools.len()
@@ -182,7 +189,7 @@ impl PostgresEngine {
             }
             Some(flags) if flags.comment.as_deref() != Some(names.marker.as_str()) => {
                 Err(EngineError::NameTaken(format!(
-                    "role {role} already exists and was not created by Silo for this Database; drop or rename it, or rename the Database"
+                    "role {role} already exists and was not created by Silo for this Database; drop or rename it, or create the Database under another name"
                 )))
             }
             Some(flags) => {
@@ -233,7 +240,7 @@ impl PostgresEngine {
             }
             Some(_) => {
                 return Err(EngineError::NameTaken(format!(
-                    "database {} already exists and was not created by Silo for this Database; drop or rename it, or rename the Database",
+                    "database {} already exists and was not created by Silo for this Database; drop or rename it, or create the Database under another name",
                     names.database
                 )));
             }
@@ -376,25 +383,74 @@ impl PostgresEngine {
         .map_err(command("measuring access to the database"))
     }
 
-    /// Inside the database: the owner owns schema `public` and PUBLIC cannot create in it.
-    async fn secure_public_schema(&self, names: &ServerNames) -> Result<(), EngineError> {
+    /// Runs `statement` as the admin inside `database` (statements such as `DROP OWNED` act on
+    /// the database of the session only).
+    async fn run_in_database(
+        &self,
+        database: &str,
+        statement: &str,
+        action: &'static str,
+    ) -> Result<(), EngineError> {
         // A one-connection pool: sqlx's `&mut PgConnection` executor trips the Send check of
         // trait futures, `&PgPool` does not.
         let pool = PgPoolOptions::new()
             .max_connections(1)
-            .connect_with(connect_options(&self.admin, &names.database))
+            .connect_with(connect_options(&self.admin, database))
             .await
             .map_err(|e| EngineError::AdminConnect(e.to_string()))?;
+        let result = sqlx::raw_sql(statement)
+            .execute(&pool)
+            .await
+            .map_err(command(action));
+        pool.close().await;
+        result.map(|_| ())
+    }
+
+    /// Inside the database: the owner owns schema `public` and PUBLIC cannot create in it.
+    async fn secure_public_schema(&self, names: &ServerNames) -> Result<(), EngineError> {
         let statement = format!(
             "ALTER SCHEMA public OWNER TO {}; REVOKE CREATE ON SCHEMA public FROM PUBLIC",
             quote_ident(&names.role)?
         );
-        let result = sqlx::raw_sql(&statement)
-            .execute(&pool)
+        self.run_in_database(&names.database, &statement, "securing schema public")
             .await
-            .map_err(command("securing schema public"));
-        pool.close().await;
-        result.map(|_| ())
+    }
+
+    /// The databases other than the maintenance one in which `role` owns objects or holds
+    /// privileges (`pg_shdepend`), each of which `DROP ROLE` would otherwise stumble on.
+    async fn databases_holding(&self, role: &str) -> Result<Vec<String>, EngineError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT d.datname::text FROM pg_shdepend s \
+             JOIN pg_database d ON d.oid = s.dbid \
+             WHERE s.refclassid = 'pg_authid'::regclass \
+               AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+               AND d.datname <> current_database() AND d.datallowconn \
+             ORDER BY 1",
+        )
+        .bind(role)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(command("finding what the role holds in other databases"))
+    }
+
+    /// Drops what `role` owns and revokes what it was granted in every database, then the role.
+    async fn drop_role(&self, role: &str) -> Result<(), EngineError> {
+        let drop_owned = format!("DROP OWNED BY {}", quote_ident(role)?);
+        for database in self.databases_holding(role).await? {
+            self.run_in_database(
+                &database,
+                &drop_owned,
+                "dropping what the role holds in another database",
+            )
+            .await?;
+        }
+        // Here too: objects in the maintenance database, and privileges on shared objects.
+        let statement = format!("{drop_owned}; DROP ROLE IF EXISTS {}", quote_ident(role)?);
+        sqlx::raw_sql(&statement)
+            .execute(&self.pool)
+            .await
+            .map_err(command("dropping the role"))?;
+        Ok(())
     }
 
     /// Logs in as the role to its database with `password`. `None` when the login is refused;
@@ -551,13 +607,7 @@ impl Engine for PostgresEngine {
                 .map_err(command("dropping the database"))?;
         }
         if role_ours {
-            // DROP OWNED also revokes privileges the role holds on other databases, which
-            // would otherwise block DROP ROLE.
-            let statement = format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}");
-            sqlx::raw_sql(&statement)
-                .execute(&self.pool)
-                .await
-                .map_err(command("dropping the role"))?;
+            self.drop_role(&names.role).await?;
         }
         Ok(())
     }

@@ -178,6 +178,19 @@ impl Harness {
         self.metrics.reconciles("database")
     }
 
+    /// The value of the metric sample `sample` (e.g. `silo_databases{phase="Ready"}`) of this
+    /// test's controllers, if exported.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.metrics.encode().unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Reconciles run so far by this test's `controller` (`database`, `service`, ...).
+    pub fn reconciles(&self, controller: &'static str) -> u64 {
+        self.metrics.reconciles(controller)
+    }
+
     /// Stops the controller abruptly, as a killed process would.
     pub fn stop_controller(&mut self) {
         if let Some(handle) = self.controller.take() {
@@ -340,6 +353,7 @@ impl Drop for Harness {
         // fresh client, because this test's runtime (which drives the shared client's
         // connection) is blocked inside this very drop.
         let server = self.server.clone();
+        let namespace = self.ns().to_string();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -347,6 +361,17 @@ impl Drop for Harness {
                 .ok()?;
             runtime.block_on(async move {
                 let client = silo_testenv::kube_client().await;
+                // Databases left with their finalizer would keep the namespace terminating.
+                let databases = Api::<Database>::namespaced(client.clone(), &namespace);
+                for db in databases.list(&Default::default()).await.ok()? {
+                    let _ = databases
+                        .patch(
+                            &db.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+                        )
+                        .await;
+                }
                 let servers = Api::<DatabaseServer>::all(client);
                 // No controller runs any more to release the server's finalizer.
                 let _ = servers
@@ -473,4 +498,29 @@ pub async fn nudge(api: &Api<Database>, name: &str, annotation: &str, value: &st
     )
     .await
     .unwrap();
+}
+
+/// The Events `kubectl describe` shows for the object `kind`/`name` (uid `uid`) in `namespace`
+/// (`""` for a cluster-scoped one): its query, core/v1 Events of every namespace selected by
+/// `involvedObject` name, namespace, kind and uid.
+pub async fn described_events(
+    client: &Client,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Vec<k8s_openapi::api::core::v1::Event> {
+    let selector = format!(
+        "involvedObject.name={name},involvedObject.namespace={namespace},involvedObject.kind={kind},involvedObject.uid={uid}"
+    );
+    let events = if namespace.is_empty() {
+        Api::<k8s_openapi::api::core::v1::Event>::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), namespace)
+    };
+    events
+        .list(&kube::api::ListParams::default().fields(&selector))
+        .await
+        .unwrap_or_else(|e| panic!("listing Events with {selector}: {e}"))
+        .items
 }

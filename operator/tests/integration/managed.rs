@@ -2,12 +2,13 @@
 //! plane, so these tests check the objects and that the status says what it waits for.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use silo_operator::crd::{DatabaseServer, Engine};
+use silo_operator::crd::{DatabaseServer, DeletionPolicy, Engine};
 
 use crate::harness::{DatabaseFixture, Harness, eventually, server_not_ready};
 
@@ -328,5 +329,82 @@ async fn a_dedicated_databases_volume_size_cannot_change_once_its_server_exists(
         ready.message
     );
     h.delete_and_wait("fixed").await;
+    h.finish().await;
+}
+
+/// Creates a dedicated PostgreSQL Database `name` with `policy` and waits for the claim the
+/// StatefulSet controller makes for its data volume; returns the claims API.
+async fn dedicated_with_claim(
+    h: &Harness,
+    name: &str,
+    policy: DeletionPolicy,
+) -> Api<PersistentVolumeClaim> {
+    h.create(
+        &DatabaseFixture::dedicated(Engine::Postgres)
+            .owner(name)
+            .deletion(policy)
+            .build(name),
+    )
+    .await;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(h.client.clone(), h.ns());
+    get_eventually(&claims, &format!("data-{name}-dbserver-0")).await;
+    claims
+}
+
+#[tokio::test]
+async fn deleting_a_dedicated_database_with_delete_removes_its_volume_claim() {
+    let h = Harness::start("silo-dedicated-delete").await;
+    let claims = dedicated_with_claim(&h, "gone", DeletionPolicy::Delete).await;
+    h.delete_and_wait("gone").await;
+    eventually("the volume claim to be deleted", || {
+        let claims = claims.clone();
+        async move {
+            match claims.get_opt("data-gone-dbserver-0").await.ok()? {
+                None => Some(()),
+                // Kept only until the pod using it has stopped (pvc-protection).
+                Some(claim) => claim.metadata.deletion_timestamp.map(drop),
+            }
+        }
+    })
+    .await;
+    let statefulsets = Api::<StatefulSet>::namespaced(h.client.clone(), h.ns());
+    let sts = statefulsets.get_opt("gone-dbserver").await.unwrap();
+    assert!(
+        sts.is_none_or(|s| s.metadata.deletion_timestamp.is_some()),
+        "the StatefulSet goes first, so it cannot make the claim again"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_a_dedicated_database_with_retain_keeps_its_volume_claim_and_says_so() {
+    let h = Harness::start("silo-dedicated-retain").await;
+    let claims = dedicated_with_claim(&h, "kept", DeletionPolicy::Retain).await;
+    h.delete_and_wait("kept").await;
+    let claim = claims.get("data-kept-dbserver-0").await.unwrap();
+    assert!(claim.metadata.deletion_timestamp.is_none());
+    let events = Api::<Event>::namespaced(h.client.clone(), h.ns());
+    let note = eventually("an Event saying the claim was kept", || {
+        let events = events.clone();
+        async move {
+            events
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("kept"))
+                .find_map(|e| e.note.filter(|n| n.contains("data-kept-dbserver-0")))
+        }
+    })
+    .await;
+    assert!(
+        note.starts_with("deletionPolicy Retain: volume claim data-kept-dbserver-0"),
+        "{note}"
+    );
+    claims
+        .delete("data-kept-dbserver-0", &DeleteParams::default())
+        .await
+        .unwrap();
     h.finish().await;
 }

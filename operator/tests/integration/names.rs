@@ -66,7 +66,12 @@ async fn a_database_with_a_79_character_name_becomes_ready() {
     let h = Harness::start("silo-longname").await;
     let name = format!("orders-archive-{}", "x".repeat(64));
     assert_eq!(name.len(), 79);
-    h.create_shared(&name).await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("orders")
+            .build(&name),
+    )
+    .await;
     let db = h.wait_ready(&name).await;
     let status = db.status.unwrap();
     assert_eq!(
@@ -74,4 +79,40 @@ async fn a_database_with_a_79_character_name_becomes_ready() {
         Some(format!("{name}-db").as_str())
     );
     h.finish().await;
+}
+
+#[tokio::test]
+async fn an_empty_or_malformed_owner_is_refused_by_the_schema_naming_the_owner() {
+    let client = silo_testenv::kube_client().await;
+    crate::harness::install_crds(&client).await;
+    let ns = silo_testenv::TestNamespace::create(&client, "silo-owner").await;
+    let databases = Api::<silo_operator::crd::Database>::namespaced(client.clone(), ns.name());
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    for (owner, complaint) in [
+        ("", "spec.owner in body should be at least 1 chars long"),
+        ("User Service", "spec.owner in body should match"),
+        (
+            &"a".repeat(64),
+            "spec.owner in body should be at most 63 chars long",
+        ),
+    ] {
+        let db = DatabaseFixture::shared_on("pg").owner(owner).build("users");
+        match databases.create(&dry_run, &db).await {
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                assert!(
+                    status.message.contains(complaint),
+                    "{owner:?}: {}",
+                    status.message
+                );
+            }
+            other => panic!("{owner:?}: expected 422, got {other:?}"),
+        }
+    }
+    let valid = DatabaseFixture::shared_on("pg")
+        .owner("user-service")
+        .build("users");
+    databases.create(&dry_run, &valid).await.unwrap();
 }

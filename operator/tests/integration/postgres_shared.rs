@@ -480,6 +480,48 @@ async fn delete_policy_drops_database_and_role_while_a_client_is_connected() {
 }
 
 #[tokio::test]
+async fn delete_policy_drops_a_role_that_holds_grants_and_objects_in_another_database() {
+    let h = Harness::start("silo-delete-elsewhere").await;
+    h.create(
+        &DatabaseFixture::shared_on(&h.server)
+            .owner("spread")
+            .deletion(DeletionPolicy::Delete)
+            .build("spread"),
+    )
+    .await;
+    let (role, database) = names_of(&h.wait_ready("spread").await);
+    // Someone grants the role something in another database, and gives it a table there.
+    let other = silo_testenv::TestDatabase::create().await;
+    let pool = other.pool().await;
+    for statement in [
+        "CREATE TABLE granted (id int)".to_string(),
+        format!("GRANT SELECT ON granted TO \"{role}\""),
+        "CREATE TABLE owned (id int)".to_string(),
+        format!("ALTER TABLE owned OWNER TO \"{role}\""),
+    ] {
+        sqlx::raw_sql(&statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    h.delete_and_wait("spread").await;
+    assert_eq!(count_on_server(&role, &database).await, (0, 0));
+    let pool = other.pool().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        ["granted"],
+        "what the role owned there went with it, nothing else"
+    );
+    pool.close().await;
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn retain_policy_leaves_database_and_role_on_the_server() {
     let h = Harness::start("silo-retain").await;
     h.create(

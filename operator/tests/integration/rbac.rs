@@ -7,6 +7,9 @@ use kube::{Api, Client, Config};
 use serde_json::json;
 
 use crate::harness::{DatabaseFixture, Harness};
+use crate::service_fixture::{
+    ServiceFixture, create_service, delete_services, wait_service_condition,
+};
 
 /// A client that acts as the service account `namespace/name` (the test user may impersonate).
 async fn service_account_client(namespace: &str, name: &str) -> Client {
@@ -54,8 +57,9 @@ async fn the_operator_provisions_and_deletes_with_only_its_cluster_role() {
         .unwrap();
 
     let restricted = service_account_client(h.ns(), "silo-operator").await;
-    let pods = Api::<k8s_openapi::api::core::v1::Pod>::all(restricted.clone());
-    let forbidden = pods.list(&Default::default()).await;
+    // The operator never reads ConfigMaps.
+    let config_maps = Api::<k8s_openapi::api::core::v1::ConfigMap>::all(restricted.clone());
+    let forbidden = config_maps.list(&Default::default()).await;
     assert!(
         matches!(forbidden, Err(kube::Error::Api(ref s)) if s.code == 403),
         "the impersonated client must be restricted (is RBAC enabled?): {forbidden:?}"
@@ -84,6 +88,15 @@ async fn the_operator_provisions_and_deletes_with_only_its_cluster_role() {
         .reason;
     assert_eq!(reason, "WaitingForServer");
     h.delete_and_wait("alone").await;
+
+    // A Service: the Database of its template, its workload, the isolation measurement.
+    let service = ServiceFixture::new()
+        .replicas(0)
+        .database_on(&h.server)
+        .build("fenced");
+    create_service(&h, &service).await;
+    wait_service_condition(&h, "fenced", "Ready", "True", "Ready").await;
+    delete_services(&h).await;
 
     // Still restricted: releasing the server's finalizer needs nothing beyond the ClusterRole.
     h.finish().await;

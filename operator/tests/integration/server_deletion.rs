@@ -7,7 +7,8 @@ use kube::{Api, Client, ResourceExt};
 use silo_operator::crd::DatabaseServer;
 
 use crate::harness::{
-    DatabaseFixture, Harness, admin_connection, count_on_server, eventually, server_not_ready,
+    DatabaseFixture, Harness, admin_connection, count_on_server, described_events, eventually,
+    server_not_ready,
 };
 
 /// Events in `namespace` with `reason` about the object named `regarding`.
@@ -76,10 +77,13 @@ async fn a_server_in_use_stays_until_its_databases_have_dropped_their_data() {
     })
     .await;
     assert!(both.message.contains("2 still do"), "{}", both.message);
-    assert_eq!(
-        events(&h.client, "default", &h.server, "InUse").await.len(),
-        1
-    );
+    let uid = servers.get(&h.server).await.unwrap().uid().unwrap();
+    let in_use_events = described_events(&h.client, "DatabaseServer", "", &h.server, &uid)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("InUse"))
+        .count();
+    assert_eq!(in_use_events, 1);
 
     h.delete_and_wait("orders").await;
     assert_eq!(

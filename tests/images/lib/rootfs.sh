@@ -98,12 +98,15 @@ in_chroot() {
 }
 
 # files_of_packages <tree> <package...>: the paths the packages installed in the tree, for
-# tar. Directories that bookworm's merged /usr turned into links (/lib -> usr/lib) are
+# tar, less programs (a runtime base runs only the image's own binary; the few these
+# packages have are scripts, and there is no shell), examples, changelogs and manuals.
+# Directories that bookworm's merged /usr turned into links (/lib -> usr/lib) are
 # written with their /usr path, so the files land beside the links, not over them.
 files_of_packages() {
   local tree="$1"; shift
   dpkg-query --admindir="$tree/var/lib/dpkg" -L "$@" \
-    | grep '^/.' | grep -v -e '^/usr/share/doc/.*/changelog' -e '^/usr/share/man/' \
+    | grep '^/.' | grep -v -E -e '^/(usr/)?s?bin/.' -e '^/etc/update-motd\.d/.' \
+      -e '^/usr/share/doc/[^/]+/(changelog|examples)' -e '^/usr/share/man/' \
     | sed -E 's#^/(bin|sbin|lib|lib32|lib64|libx32)/#/usr/\1/#' \
     | sed 's#^/##' | sort -u
 }
