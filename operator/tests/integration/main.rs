@@ -6,7 +6,6 @@
 
 mod access_cli;
 mod access_measure;
-mod booking_system;
 mod crds;
 mod forgetting;
 mod harness;
