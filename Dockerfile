@@ -22,22 +22,28 @@ FROM ${BASE_IMAGE} AS runtime
 # Numeric, so that Kubernetes' runAsNonRoot can check it without reading /etc/passwd. The
 # binaries stay owned by root: the process cannot rewrite them.
 USER 65532:65532
-# /healthz, /readyz, /metrics of the operator; the HTTP API of each service.
-EXPOSE 8080
 
 FROM runtime AS silo-operator
 COPY target/release/silo-operator /usr/local/bin/silo-operator
+# /healthz, /readyz and /metrics.
+EXPOSE 9095
 ENTRYPOINT ["/usr/local/bin/silo-operator"]
 CMD ["run"]
 
 FROM runtime AS user-service
 COPY target/release/user-service /usr/local/bin/user-service
+# The HTTP API, /healthz, /readyz and /metrics.
+EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/user-service"]
 
 FROM runtime AS booking-service
 COPY target/release/booking-service /usr/local/bin/booking-service
+# The HTTP API, /healthz, /readyz and /metrics.
+EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/booking-service"]
 
 FROM runtime AS payment-service
 COPY target/release/payment-service /usr/local/bin/payment-service
+# The HTTP API, /healthz, /readyz and /metrics.
+EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/payment-service"]

@@ -15,6 +15,10 @@ use crate::image::ImageRepositories;
 use crate::leader::{ElectionConfig, LeaderElector};
 use crate::metrics::Metrics;
 
+/// Where `/healthz`, `/readyz` and `/metrics` are served by default: a port of its own, apart
+/// from the services' 8080, so that the operator and a service can run side by side.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9095";
+
 /// Silo: a database of its own for every service.
 #[derive(Debug, Parser)]
 #[command(name = "silo-operator", version)]
@@ -52,8 +56,8 @@ struct RunArgs {
     /// Reconcile only DatabaseServers matching this label selector.
     #[arg(long, env = "SILO_SERVER_SELECTOR")]
     server_selector: Option<String>,
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "SILO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    /// Address of /healthz, /readyz and /metrics (not 8080: the services listen there).
+    #[arg(long, env = "SILO_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
     metrics_addr: SocketAddr,
     /// Reconciles running at once per controller.
     #[arg(long, env = "SILO_CONCURRENCY", default_value_t = 16)]
@@ -130,10 +134,16 @@ fn print_or_write_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
 }
 
+/// Logs go to stderr, coloured only when stderr is a terminal (a file or a log collector gets
+/// no escape codes).
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -151,6 +161,24 @@ async fn termination() {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// The controllers' settings from the command line; `identity` names this replica in Events.
+fn operator_config(args: RunArgs, identity: String) -> OperatorConfig {
+    OperatorConfig {
+        namespace: args.namespace,
+        server_selector: args.server_selector,
+        operator_namespace: args.operator_namespace,
+        concurrency: args.concurrency,
+        drift_interval: args.drift_interval,
+        admin_pool_size: args.admin_pool_size,
+        instance: Some(identity),
+        images: ImageRepositories {
+            postgres: args.postgres_image_repository,
+            mongodb: args.mongodb_image_repository,
+        },
+        ..OperatorConfig::default()
     }
 }
 
@@ -192,25 +220,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!(%identity, "became leader; starting controllers");
+    metrics.set_leader(true);
 
-    let config = OperatorConfig {
-        namespace: args.namespace,
-        server_selector: args.server_selector,
-        operator_namespace: args.operator_namespace,
-        concurrency: args.concurrency,
-        drift_interval: args.drift_interval,
-        admin_pool_size: args.admin_pool_size,
-        instance: Some(identity),
-        images: ImageRepositories {
-            postgres: args.postgres_image_repository,
-            mongodb: args.mongodb_image_repository,
-        },
-        ..OperatorConfig::default()
-    };
+    let config = operator_config(args, identity);
     let mut controllers = tokio::spawn(run_controllers_with(
         client,
         config,
-        metrics,
+        metrics.clone(),
         stopped.clone(),
     ));
     let outcome = tokio::select! {
@@ -232,6 +248,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         _ = &mut controllers => Err(anyhow::anyhow!("controllers stopped unexpectedly")),
     };
+    metrics.set_leader(false);
     let _ = stop.send(true);
     let _ = http.await;
     outcome

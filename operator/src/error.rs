@@ -31,7 +31,7 @@ pub enum Error {
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The Kubernetes API failed.
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", describe_kube_error(.0))]
     Kube(#[from] kube::Error),
     /// An object could not be built or read.
     #[error("serialization: {0}")]
@@ -58,6 +58,17 @@ impl Error {
     }
 }
 
+/// A Kubernetes API error in one line: the API server's code, reason and message, without the
+/// debug dump kube's own text appends.
+pub fn describe_kube_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            format!("{} {}: {}", status.code, status.reason, status.message)
+        }
+        other => other.to_string(),
+    }
+}
+
 impl Error {
     /// Whether only a change of the spec can fix this, so retrying is pointless.
     pub fn needs_spec_change(&self) -> bool {
@@ -78,5 +89,19 @@ mod tests {
         assert!(!conflict.needs_spec_change());
         assert!(!mismatch.needs_spec_change());
         assert!(Error::InvalidSpec("spec.owner".into()).needs_spec_change());
+    }
+
+    #[test]
+    fn a_kubernetes_api_error_reads_as_one_line_without_a_debug_dump() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 422, "reason": "Invalid",
+            "message": "Secret \"x\" is invalid: metadata.labels: Invalid value",
+        }))
+        .unwrap();
+        let error = Error::Kube(kube::Error::Api(Box::new(status)));
+        assert_eq!(
+            error.to_string(),
+            "Kubernetes API: 422 Invalid: Secret \"x\" is invalid: metadata.labels: Invalid value"
+        );
     }
 }

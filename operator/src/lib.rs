@@ -14,6 +14,7 @@ pub mod isolation;
 pub mod metrics;
 pub mod names;
 pub mod password;
+pub mod process_metrics;
 pub mod reachability;
 pub mod scram;
 pub mod status;

@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::process_metrics::ProcessMetrics;
+
 /// Labels naming the controller.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
@@ -74,7 +76,16 @@ pub struct Metrics {
     duration: Family<ControllerLabels, Histogram>,
     databases: Family<PhaseLabels, Gauge>,
     admin_connections: Family<EngineLabels, Gauge>,
+    leader: Gauge,
     phases: Mutex<HashMap<String, Phase>>,
+    process: ProcessMetrics,
+}
+
+/// Labels of the build-info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The operator's version (`Cargo.toml`).
+    pub version: &'static str,
 }
 
 impl Default for Metrics {
@@ -104,6 +115,23 @@ impl Default for Metrics {
             "Servers the operator keeps an admin connection pool (client) for",
             admin_connections.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and runs the controllers",
+            leader.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "The operator's build, always 1",
+            build.clone(),
+        );
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
         let metrics = Self {
             registry,
             reconciles,
@@ -111,7 +139,9 @@ impl Default for Metrics {
             duration,
             databases,
             admin_connections,
+            leader,
             phases: Mutex::new(HashMap::new()),
+            process: ProcessMetrics::default(),
         };
         // Every phase is exported from the start, at zero.
         metrics.set_phase("", None);
@@ -187,10 +217,20 @@ impl Metrics {
             .get()
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Records whether this replica leads (and runs the controllers).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// The Prometheus text exposition of every metric, the process metrics read afresh.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        encode_registry(&mut text, &self.registry)?;
+        if let Some(process) = self.process.refresh() {
+            encode_registry(&mut text, process)?;
+        }
+        encode_eof(&mut text)?;
         Ok(text)
     }
 }
@@ -216,5 +256,33 @@ mod tests {
         assert!(text.contains("silo_databases{phase=\"Invalid\"} 1"));
         assert!(text.contains("silo_databases{phase=\"Pending\"} 0"));
         assert!(!text.contains("shop/"));
+    }
+
+    #[test]
+    fn build_leader_and_process_metrics_are_exported() {
+        let metrics = Metrics::default();
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(&format!(
+                "silo_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        assert!(text.contains("silo_leader 0"), "{text}");
+        metrics.set_leader(true);
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("silo_leader 1"), "{text}");
+        for name in [
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(name), "{name} missing: {text}");
+        }
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -59,9 +59,9 @@ pub struct ServiceAccess {
 }
 
 /// Who can and who cannot open a connection. A caller is a Silo service
-/// (`<namespace>/<service>`, its pods labelled `silo.dev/service`) or another pod
-/// (`<namespace>/<pod> (pod)`). Host-network pods are node traffic, which NetworkPolicy
-/// cannot fence, and are left out.
+/// (`<namespace>/<service>`, its pods labelled `silo.dev/service`), the operator (`<namespace>
+/// (operator)`, any other pod of its namespace) or another pod (`<namespace>/<pod> (pod)`).
+/// Host-network pods are node traffic, which NetworkPolicy cannot fence, and are left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Reach {
@@ -132,7 +132,7 @@ fn service_access(
     let database = database_of(inventory, service)
         .map(|db| database_access(cluster, inventory, db, &owner, scope, operator_namespace));
     Some(ServiceAccess {
-        callers: reach(cluster, &targets, port, scope),
+        callers: reach(cluster, &targets, port, scope, operator_namespace),
         namespace,
         name,
         port,
@@ -208,7 +208,13 @@ fn database_access(
             } else {
                 "dedicated"
             },
-            reach(cluster, &server_pods(cluster, pods), pods.port, scope),
+            reach(
+                cluster,
+                &server_pods(cluster, pods),
+                pods.port,
+                scope,
+                operator_namespace,
+            ),
         ),
         DatabaseLocation::External { .. } => ("external", Reach::default()),
         DatabaseLocation::Unknown(_) => ("unknown", Reach::default()),
@@ -224,25 +230,43 @@ fn database_access(
     }
 }
 
-/// The caller a pod counts as.
-fn caller(pod: &PodEndpoint) -> String {
+/// What marks a caller that is a pod, not a Silo service.
+pub const POD_SUFFIX: &str = " (pod)";
+
+/// The caller a pod counts as: a Silo service, the operator (any pod of its namespace), or a
+/// pod.
+fn caller(pod: &PodEndpoint, operator_namespace: &str) -> String {
     match pod.labels.get(SERVICE_LABEL) {
         Some(service) => format!("{}/{service}", pod.namespace),
-        None => format!("{} (pod)", pod.key()),
+        None if pod.namespace == operator_namespace => format!("{} (operator)", pod.namespace),
+        None => format!("{}{POD_SUFFIX}", pod.key()),
     }
 }
 
-/// Who among the cluster's pods can reach any of `targets` (the targets' own kind, e.g. other
-/// replicas of the same service, left out).
-fn reach(cluster: &Cluster, targets: &[PodEndpoint], port: u16, scope: &Scope) -> Reach {
-    let own: BTreeSet<String> = targets.iter().map(caller).collect();
+/// Who among the cluster's pods can reach any of `targets` (the targets themselves and other
+/// replicas of the same service left out).
+fn reach(
+    cluster: &Cluster,
+    targets: &[PodEndpoint],
+    port: u16,
+    scope: &Scope,
+    operator_namespace: &str,
+) -> Reach {
+    let replica = |source: &PodEndpoint| {
+        targets.iter().any(|target| {
+            target.is_same_pod(source)
+                || (target.namespace == source.namespace
+                    && target.labels.contains_key(SERVICE_LABEL)
+                    && target.labels.get(SERVICE_LABEL) == source.labels.get(SERVICE_LABEL))
+        })
+    };
     let mut allowed = BTreeSet::new();
     let mut seen = BTreeSet::new();
     for source in cluster.pods() {
-        let who = caller(source);
-        if source.host_network || own.contains(&who) {
+        if source.host_network || replica(source) {
             continue;
         }
+        let who = caller(source, operator_namespace);
         if targets
             .iter()
             .any(|target| cluster.allows(source, target, port, Protocol::Tcp))

@@ -1,9 +1,11 @@
-//! The report as a table: one row per Service, then why each database that is not isolated
-//! is not.
+//! The report as a table: one row per Service, callers of its namespace by name alone and
+//! other pods counted (the JSON names them), then why each database that is not isolated is
+//! not.
 
-use super::report::{AccessReport, Reach, ServiceAccess};
+use super::report::{AccessReport, POD_SUFFIX, ServiceAccess};
 
-const HEADERS: [&str; 7] = [
+const HEADERS: [&str; 8] = [
+    "NAMESPACE",
     "SERVICE",
     "PORT",
     "REACHABLE FROM",
@@ -13,7 +15,16 @@ const HEADERS: [&str; 7] = [
     "ISOLATED",
 ];
 
-fn list(items: &[String]) -> String {
+/// Callers as the table shows them: those of `namespace` without it.
+fn callers<'a>(items: impl IntoIterator<Item = &'a String>, namespace: &str) -> Vec<String> {
+    let prefix = format!("{namespace}/");
+    items
+        .into_iter()
+        .map(|caller| caller.strip_prefix(&prefix).unwrap_or(caller).to_string())
+        .collect()
+}
+
+fn list(items: Vec<String>) -> String {
     if items.is_empty() {
         "-".to_string()
     } else {
@@ -21,17 +32,32 @@ fn list(items: &[String]) -> String {
     }
 }
 
-fn row(service: &ServiceAccess) -> [String; 7] {
+/// Silo services by name, other pods only counted (the JSON names them).
+fn summary(list_of: &[String], namespace: &str) -> String {
+    let (pods, services): (Vec<&String>, Vec<&String>) =
+        list_of.iter().partition(|c| c.ends_with(POD_SUFFIX));
+    let shown = list(callers(services, namespace));
+    match (pods.len(), shown.as_str()) {
+        (0, _) => shown,
+        (1, "-") => "(+1 pod)".to_string(),
+        (1, _) => format!("{shown} (+1 pod)"),
+        (count, "-") => format!("(+{count} pods)"),
+        (count, _) => format!("{shown} (+{count} pods)"),
+    }
+}
+
+fn row(service: &ServiceAccess) -> [String; 8] {
+    let ns = service.namespace.as_str();
     let (database, database_callers, isolated) = match &service.database {
         Some(db) => {
-            let port = db.port.map(|p| format!(", port {p}")).unwrap_or_default();
-            let callers = match db.placement {
+            let port = db.port.map(|p| format!(", {p}")).unwrap_or_default();
+            let reached = match db.placement {
                 "external" | "unknown" => "(no pods to evaluate)".to_string(),
-                _ => list(&db.callers.allowed),
+                _ => summary(&db.callers.allowed, ns),
             };
             (
                 format!("{} ({}{port})", db.name, db.placement),
-                callers,
+                reached,
                 format!(
                     "{} ({})",
                     if db.isolated { "True" } else { "False" },
@@ -41,12 +67,12 @@ fn row(service: &ServiceAccess) -> [String; 7] {
         }
         None => ("-".into(), "-".into(), "-".into()),
     };
-    let Reach { allowed, denied } = &service.callers;
     [
-        format!("{}/{}", service.namespace, service.name),
+        ns.to_string(),
+        service.name.clone(),
         service.port.to_string(),
-        list(allowed),
-        list(denied),
+        summary(&service.callers.allowed, ns),
+        summary(&service.callers.denied, ns),
         database,
         database_callers,
         isolated,
@@ -55,7 +81,7 @@ fn row(service: &ServiceAccess) -> [String; 7] {
 
 /// The report as text.
 pub fn render(report: &AccessReport) -> String {
-    let rows: Vec<[String; 7]> = report.services.iter().map(row).collect();
+    let rows: Vec<[String; 8]> = report.services.iter().map(row).collect();
     let mut widths = HEADERS.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -165,7 +165,11 @@ impl Context {
             self.recorder.publish(&event, reference).await
         };
         if let Err(e) = published {
-            tracing::warn!(error = %e, reason, "cannot publish event");
+            tracing::warn!(
+                reason,
+                "cannot publish event: {}",
+                crate::error::describe_kube_error(&e)
+            );
         }
     }
 
@@ -273,46 +277,78 @@ pub async fn run_controllers_with(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let controller_config = ControllerConfig::default().concurrency(config.concurrency);
-    let (databases, secrets, statefulsets) = match &config.namespace {
-        Some(ns) => (
-            Api::<Database>::namespaced(client.clone(), ns),
-            Api::<Secret>::namespaced(client.clone(), ns),
-            Api::<StatefulSet>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::<Database>::all(client.clone()),
-            Api::<Secret>::all(client.clone()),
-            Api::<StatefulSet>::all(client.clone()),
-        ),
-    };
-    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=silo");
-    let mut server_watch = watcher::Config::default();
-    if let Some(selector) = &config.server_selector {
-        server_watch = server_watch.labels(selector);
-    }
-
     // Watched copies: reconciles read these instead of asking the API server again.
     let (database_store, database_writer) = reflector::store();
     let (server_store, server_writer) = reflector::store();
     let (secret_store, secret_writer) = reflector::store();
     let ctx = Arc::new(
-        Context::new(client.clone(), config.clone(), metrics)
+        Context::new(client, config, metrics)
             .with_caches(Caches::new(server_store.clone(), secret_store)),
     );
+    let (placement_tx, placement_rx) = mpsc::unbounded_channel();
+    let databases = DatabaseWatches {
+        store: database_store,
+        writer: database_writer,
+        secrets: secret_writer,
+        servers: server_store.clone(),
+        placements: placement_tx,
+    };
+    let database_controller = database_controller(ctx.clone(), databases, shutdown.clone());
+    let server_controller = server_controller(
+        ctx.clone(),
+        (server_store, server_writer),
+        placement_rx,
+        shutdown.clone(),
+    );
+    let service_controller = service::run(ctx, shutdown);
+    futures::join!(database_controller, server_controller, service_controller);
+}
 
-    // A Database is reconciled when its spec, annotations, finalizers or deletion change, not on
-    // the operator's own status writes. A server hears of a Database only when its placement or
-    // owner changes, or it goes away (a shared server's NetworkPolicy admits the owners of the
-    // databases on it); those events come from the same watch: one watch of Databases, not two.
-    let (placement_tx, mut placement_rx) = mpsc::unbounded_channel();
+/// What the Database controller watches with, and whom it tells of placement changes.
+struct DatabaseWatches {
+    store: Store<Database>,
+    writer: reflector::store::Writer<Database>,
+    secrets: reflector::store::Writer<Secret>,
+    servers: Store<DatabaseServer>,
+    placements: mpsc::UnboundedSender<ObjectRef<DatabaseServer>>,
+}
+
+/// The Database controller. A Database is reconciled when its spec, annotations, finalizers or
+/// deletion change, not on the operator's own status writes. A server hears of a Database only
+/// when its placement or owner changes, or it goes away (a shared server's NetworkPolicy admits
+/// the owners of the databases on it); those events come from the same watch: one watch of
+/// Databases, not two.
+async fn database_controller(
+    ctx: Arc<Context>,
+    watches: DatabaseWatches,
+    shutdown: watch::Receiver<bool>,
+) {
+    let client = ctx.client.clone();
+    let (databases, secrets, statefulsets) = match &ctx.config.namespace {
+        Some(ns) => (
+            Api::<Database>::namespaced(client.clone(), ns),
+            Api::<Secret>::namespaced(client.clone(), ns),
+            Api::<StatefulSet>::namespaced(client, ns),
+        ),
+        None => (
+            Api::<Database>::all(client.clone()),
+            Api::<Secret>::all(client.clone()),
+            Api::<StatefulSet>::all(client),
+        ),
+    };
+    let DatabaseWatches {
+        store,
+        writer,
+        secrets: secret_writer,
+        servers,
+        placements: placement_tx,
+    } = watches;
     let mut placements = triggers::PlacementFilter::default();
-    let servers = server_store.clone();
-    let (gone_ctx, gone_store) = (ctx.clone(), database_store.clone());
+    let (gone_ctx, gone_store) = (ctx.clone(), store.clone());
     let database_stream = watcher(databases, watcher::Config::default())
         .default_backoff()
         .modify(triggers::trim)
-        .reflect(database_writer)
+        .reflect(writer)
         .inspect_ok(move |event| gone::forget_gone(&gone_ctx, &gone_store, event))
         .inspect_ok(move |event| {
             if let Some(server) = placements
@@ -326,48 +362,68 @@ pub async fn run_controllers_with(
         .predicate_filter(triggers::database_intent, Default::default());
     // The Secret this process just wrote comes back as a watch event: not a reason to run again.
     let own_writes = ctx.clone();
-    let secret_stream = watcher(secrets, owned.clone())
+    let secret_stream = watcher(secrets, owned_objects())
         .default_backoff()
         .modify(triggers::trim)
         .reflect(secret_writer)
         .touched_objects()
         .try_filter(move |secret| std::future::ready(!own_writes.caches.is_known_version(secret)));
-    let database_controller = Controller::for_stream(database_stream, database_store)
+    let concurrency = ControllerConfig::default().concurrency(ctx.config.concurrency);
+    Controller::for_stream(database_stream, store)
         .owns_stream(secret_stream)
-        .owns(statefulsets, owned.clone())
-        .with_config(controller_config.clone())
-        .graceful_shutdown_on(wait_for(shutdown.clone()))
-        .run(database::reconcile, error_policy, ctx.clone())
+        .owns(statefulsets, owned_objects())
+        .with_config(concurrency)
+        .graceful_shutdown_on(wait_for(shutdown))
+        .run(database::reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "database reconcile did not finish");
             }
-        });
+        })
+        .await;
+}
 
-    let service_controller = service::run(ctx.clone(), shutdown.clone());
-    let (gone_ctx, gone_store) = (ctx.clone(), server_store.clone());
-    let server_stream = watcher(Api::<DatabaseServer>::all(client.clone()), server_watch)
+/// The DatabaseServer controller: its servers (those matching `--server-selector`), their
+/// StatefulSets, and the placement changes the Database watch tells of.
+async fn server_controller(
+    ctx: Arc<Context>,
+    (store, writer): (
+        Store<DatabaseServer>,
+        reflector::store::Writer<DatabaseServer>,
+    ),
+    mut placements: mpsc::UnboundedReceiver<ObjectRef<DatabaseServer>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut server_watch = watcher::Config::default();
+    if let Some(selector) = &ctx.config.server_selector {
+        server_watch = server_watch.labels(selector);
+    }
+    let (gone_ctx, gone_store) = (ctx.clone(), store.clone());
+    let server_stream = watcher(Api::<DatabaseServer>::all(ctx.client.clone()), server_watch)
         .default_backoff()
         .modify(triggers::trim)
-        .reflect(server_writer)
+        .reflect(writer)
         .inspect_ok(move |event| gone::forget_gone(&gone_ctx, &gone_store, event))
         .applied_objects()
         .predicate_filter(triggers::server_intent, Default::default());
-    let server_statefulsets = Api::<StatefulSet>::all(client.clone());
-    let server_controller = Controller::for_stream(server_stream, server_store)
-        .owns(server_statefulsets, owned)
-        .reconcile_on(futures::stream::poll_fn(move |cx| {
-            placement_rx.poll_recv(cx)
-        }))
-        .with_config(controller_config)
+    let concurrency = ControllerConfig::default().concurrency(ctx.config.concurrency);
+    Controller::for_stream(server_stream, store)
+        .owns(Api::<StatefulSet>::all(ctx.client.clone()), owned_objects())
+        .reconcile_on(futures::stream::poll_fn(move |cx| placements.poll_recv(cx)))
+        .with_config(concurrency)
         .graceful_shutdown_on(wait_for(shutdown))
         .run(server::reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "server reconcile did not finish");
             }
-        });
-    futures::join!(database_controller, server_controller, service_controller);
+        })
+        .await;
+}
+
+/// The objects the operator made (it labels every one).
+fn owned_objects() -> watcher::Config {
+    watcher::Config::default().labels("app.kubernetes.io/managed-by=silo")
 }
 
 /// The server a placement change of `db` concerns, if it wants to hear of it. An external

@@ -15,8 +15,11 @@ use super::server_access::{
 use super::{Context, finalizers, object_key};
 use crate::apply::apply_status;
 use crate::build::{AllowedClient, Workload};
-use crate::crd::{Database, DatabaseServer, DatabaseServerStatus, ServerType};
-use crate::engine::{AdminConnection, Engine as _};
+use crate::crd::{
+    Database, DatabaseServer, DatabaseServerStatus, ExternalServerSpec, ManagedServerSpec,
+    ServerType,
+};
+use crate::engine::{AdminConnection, AnyEngine, Engine as _};
 use crate::error::Error;
 use crate::status::{condition, find, types, upsert};
 use crate::validate::{self, ServerKind};
@@ -45,7 +48,11 @@ pub async fn reconcile(server: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result
         observe(&server, &ctx, &api).await
     }
     .await;
-    ctx.finished(CONTROLLER, &object_key(server.as_ref()), started, &outcome);
+    let key = object_key(server.as_ref());
+    ctx.finished(CONTROLLER, &key, started, &outcome);
+    if let Err(error) = &outcome {
+        tracing::warn!(server = %key, reason = error.reason(), "reconcile failed: {error}");
+    }
     outcome
 }
 
@@ -207,6 +214,14 @@ pub fn serves_databases(server: &DatabaseServer) -> bool {
         && crate::status::is_true(&status.conditions, types::REACHABLE)
 }
 
+/// A server's engine handle, or what it still waits for.
+enum Admin {
+    /// Reached as admin; a managed server's workload comes along (it may need preparing).
+    Ready(Box<(AnyEngine, Option<Workload>)>),
+    /// A managed server whose pod is not ready yet.
+    Waiting(String),
+}
+
 /// `Ok(None)` when reachable, `Ok(Some(why))` when still starting.
 async fn check(
     server: &DatabaseServer,
@@ -215,92 +230,83 @@ async fn check(
 ) -> Result<Option<String>, Error> {
     let generation = server.metadata.generation;
     let prior = status.conditions.clone();
-    let engine_kind = server.spec.engine;
-    let (engine, workload) = match validate::server(server)? {
-        ServerKind::External(external) => {
-            status.server_type = Some(ServerType::External);
-            status.host = Some(external.host.clone());
-            let namespace =
-                validate::admin_secret_namespace(&external, &ctx.config.operator_namespace)?;
-            let (username, password) =
-                read_admin_login(ctx, &namespace, &external.admin_secret_ref.name).await?;
-            let admin = AdminConnection {
-                host: external.host.clone(),
-                port: external.port.unwrap_or(engine_kind.default_port()),
-                username,
-                password,
-                tls: external.tls.map(|t| t.mode).unwrap_or_default(),
-            };
-            (
-                server_engine(ctx, &object_key(server), engine_kind, admin)?,
-                None,
-            )
-        }
-        ServerKind::Managed(managed) => {
-            let workload = Workload::managed(server, &managed, &ctx.config.images)
-                .ok_or_else(|| Error::ServerNotReady("the DatabaseServer has no uid yet".into()))?;
-            validate::namespace_unchanged(
-                status.workload_namespace.as_deref(),
-                &workload.namespace,
-            )?;
-            status.server_type = Some(ServerType::Managed);
-            status.host = Some(workload.host());
-            ensure_workload(ctx, &workload, &clients_of(ctx, server).await?).await?;
-            status.workload_namespace = Some(workload.namespace.clone());
-            if let Some(waiting) = workload_waiting(ctx, &workload).await? {
-                upsert(
-                    &mut status.conditions,
-                    condition(
-                        &prior,
-                        types::REACHABLE,
-                        false,
-                        "WaitingForServer",
-                        waiting.clone(),
-                        generation,
-                    ),
-                );
-                return Ok(Some(waiting));
-            }
-            let admin = workload_admin(ctx, &workload).await?;
-            (
-                server_engine(ctx, &object_key(server), engine_kind, admin)?,
-                Some(workload),
-            )
+    let reachable = |status: &mut DatabaseServerStatus, ok: bool, reason: &str, message: String| {
+        upsert(
+            &mut status.conditions,
+            condition(&prior, types::REACHABLE, ok, reason, message, generation),
+        );
+    };
+    let admin = match validate::server(server)? {
+        ServerKind::External(external) => external_admin(server, ctx, status, external).await?,
+        ServerKind::Managed(managed) => managed_admin(server, ctx, status, &managed).await?,
+    };
+    let (engine, workload) = match admin {
+        Admin::Ready(ready) => *ready,
+        Admin::Waiting(waiting) => {
+            reachable(status, false, "WaitingForServer", waiting.clone());
+            return Ok(Some(waiting));
         }
     };
     let version = match engine.server_version().await {
         Ok(version) => version,
         Err(e) => {
-            upsert(
-                &mut status.conditions,
-                condition(
-                    &prior,
-                    types::REACHABLE,
-                    false,
-                    "ServerUnreachable",
-                    e.to_string(),
-                    generation,
-                ),
-            );
+            reachable(status, false, "ServerUnreachable", e.to_string());
             return Err(e.into());
         }
     };
     if let Some(workload) = &workload {
         prepare_workload(&engine, workload).await?;
     }
-    upsert(
-        &mut status.conditions,
-        condition(
-            &prior,
-            types::REACHABLE,
-            true,
-            "Connected",
-            format!("connected as admin; server version {version}"),
-            generation,
-        ),
-    );
+    let message = format!("connected as admin; server version {version}");
+    reachable(status, true, "Connected", message);
     status.version = Some(version);
     Ok(None)
+}
+
+/// The engine of an external server, reached with the login of its admin Secret.
+async fn external_admin(
+    server: &DatabaseServer,
+    ctx: &Context,
+    status: &mut DatabaseServerStatus,
+    external: ExternalServerSpec,
+) -> Result<Admin, Error> {
+    status.server_type = Some(ServerType::External);
+    status.host = Some(external.host.clone());
+    let namespace = validate::admin_secret_namespace(&external, &ctx.config.operator_namespace)?;
+    let (username, password) =
+        read_admin_login(ctx, &namespace, &external.admin_secret_ref.name).await?;
+    let engine = server.spec.engine;
+    let admin = AdminConnection {
+        host: external.host.clone(),
+        port: external.port.unwrap_or(engine.default_port()),
+        username,
+        password,
+        tls: external.tls.map(|t| t.mode).unwrap_or_default(),
+    };
+    let handle = server_engine(ctx, &object_key(server), engine, admin)?;
+    Ok(Admin::Ready(Box::new((handle, None))))
+}
+
+/// The engine of a managed server, once its workload (applied here) has a ready pod.
+async fn managed_admin(
+    server: &DatabaseServer,
+    ctx: &Context,
+    status: &mut DatabaseServerStatus,
+    managed: &ManagedServerSpec,
+) -> Result<Admin, Error> {
+    let workload = Workload::managed(server, managed, &ctx.config.images)
+        .ok_or_else(|| Error::ServerNotReady("the DatabaseServer has no uid yet".into()))?;
+    validate::namespace_unchanged(status.workload_namespace.as_deref(), &workload.namespace)?;
+    status.server_type = Some(ServerType::Managed);
+    status.host = Some(workload.host());
+    ensure_workload(ctx, &workload, &clients_of(ctx, server).await?).await?;
+    status.workload_namespace = Some(workload.namespace.clone());
+    if let Some(waiting) = workload_waiting(ctx, &workload).await? {
+        return Ok(Admin::Waiting(waiting));
+    }
+    let admin = workload_admin(ctx, &workload).await?;
+    let handle = server_engine(ctx, &object_key(server), server.spec.engine, admin)?;
+    Ok(Admin::Ready(Box::new((handle, Some(workload)))))
 }
 
 /// Every `Database` (in the operator's scope) whose `serverRef` names `server`.

@@ -2,6 +2,7 @@
 //! (namespaced).
 
 mod database;
+mod published_schema;
 mod server;
 mod service;
 mod shared;
@@ -14,7 +15,6 @@ pub use server::{DatabaseServer, DatabaseServerSpec, DatabaseServerStatus, Serve
 pub use service::{
     BrokerSpec, DEFAULT_BROKER_PORT, DatabaseSource, DatabaseTemplate, Dependency, ProbesSpec,
     SecretKeyRef, Service, ServiceDatabaseStatus, ServiceEnvVar, ServiceSpec, ServiceStatus,
-    service_crd,
 };
 pub use shared::{
     Engine, ExternalServerSpec, ManagedServerSpec, SecretReference, StorageSpec, TlsMode, TlsSpec,
@@ -28,5 +28,8 @@ pub fn all_crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![DatabaseServer::crd(), Database::crd(), service_crd()]
+    vec![DatabaseServer::crd(), Database::crd(), Service::crd()]
+        .into_iter()
+        .map(published_schema::without_nullable)
+        .collect()
 }

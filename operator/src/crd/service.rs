@@ -4,9 +4,8 @@
 #![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, CustomResourceExt};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -252,37 +251,16 @@ pub struct ServiceDatabaseStatus {
     pub secret: Option<String>,
 }
 
-/// The `Service` CRD as installed: the derived one without `nullable`. The 1.20 API server
-/// drops the properties of a nullable object from `kubectl explain` and shows a nullable
-/// string's type as `<>`; the operator never writes `null` (absent fields are left out), and
-/// the API server prunes a `null` a client sends for a field that is not nullable.
-pub fn service_crd() -> CustomResourceDefinition {
-    let crd = Service::crd();
-    let Ok(mut value) = serde_json::to_value(&crd) else {
-        return crd;
-    };
-    strip_nullable(&mut value);
-    serde_json::from_value(value).unwrap_or(crd)
-}
-
-fn strip_nullable(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.remove("nullable");
-            map.values_mut().for_each(strip_nullable);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nullable),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_crd_has_no_nullable_field_and_names_the_short_name_and_category() {
-        let crd = service_crd();
+        let crd = crate::crd::all_crds()
+            .into_iter()
+            .find(|crd| crd.spec.names.kind == "Service")
+            .unwrap();
         let names = &crd.spec.names;
         assert_eq!(
             names.short_names.as_deref(),

@@ -79,8 +79,13 @@ async fn access_reports_who_reaches_each_service_and_the_pod_matrix() {
         json!({ "allowed": [], "denied": [format!("{ns}/user-service")] })
     );
     let table = access(&["--namespace", ns]);
-    assert!(table.starts_with("SERVICE"), "{table}");
-    assert!(table.contains(&format!("{ns}/booking-service")), "{table}");
+    assert!(table.starts_with("NAMESPACE"), "{table}");
+    let user_row = table
+        .lines()
+        .find(|l| l.contains(" user-service "))
+        .unwrap();
+    assert!(user_row.starts_with(ns), "{table}");
+    assert!(user_row.contains(" booking-service "), "{table}");
 
     let matrix: Value = serde_json::from_str(&access(&[
         "pods",

@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 #[test]
 fn crds_directory_matches_the_rust_types() {
     let dir = repo_file("crds");
@@ -92,30 +94,57 @@ fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
+/// Every YAML document of every file in `examples/`, with its file.
+fn example_documents() -> Vec<(PathBuf, serde_yaml::Value)> {
+    let mut documents = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_file("examples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(document).unwrap();
+            documents.push((path.clone(), value));
+        }
+    }
+    documents
+}
+
 #[test]
 fn every_example_parses_into_the_crd_types_and_validates() {
     use silo_operator::crd::{Database, DatabaseServer};
-    let mut seen = 0;
-    for entry in std::fs::read_dir(repo_file("examples")).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut resources = 0;
+    let mut namespaces = BTreeSet::new();
+    for (path, value) in example_documents() {
         match value["kind"].as_str() {
             Some("Database") => {
                 let db: Database = serde_yaml::from_value(value).unwrap();
                 silo_operator::validate::database(&db)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let namespace = db.metadata.namespace.clone().unwrap_or_default();
+                assert!(
+                    namespaces.contains(&(path.clone(), namespace.clone())),
+                    "{}: namespace {namespace} is not created in the file before the Database",
+                    path.display()
+                );
+                resources += 1;
             }
             Some("DatabaseServer") => {
                 let server: DatabaseServer = serde_yaml::from_value(value).unwrap();
                 silo_operator::validate::server(&server)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                resources += 1;
+            }
+            Some("Namespace") => {
+                let name = value["metadata"]["name"].as_str().unwrap().to_string();
+                namespaces.insert((path, name));
             }
             other => panic!("{}: unexpected kind {other:?}", path.display()),
         }
-        seen += 1;
     }
-    assert!(seen >= 4, "examples/ holds the documented examples");
+    assert!(resources >= 5, "examples/ holds the documented examples");
 }
 
 #[test]

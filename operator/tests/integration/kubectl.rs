@@ -148,3 +148,168 @@ async fn kubectl_get_shows_server_type_host_and_the_reason_of_ready() {
     );
     h.finish().await;
 }
+
+/// Every object in `schema` below `path`: its path and the names of its properties (array
+/// items are looked through, as `kubectl explain` does).
+fn object_paths(path: &str, schema: &serde_json::Value, out: &mut Vec<(String, Vec<String>)>) {
+    if let Some(items) = schema.get("items") {
+        return object_paths(path, items, out);
+    }
+    let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
+        return;
+    };
+    if !path.is_empty() {
+        out.push((path.to_string(), properties.keys().cloned().collect()));
+    }
+    for (name, nested) in properties {
+        let nested_path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        // Objects kubectl leaves to Kubernetes' own explanation (resources, conditions'
+        // metadata) have no properties of ours; metadata is the API server's.
+        if nested_path != "metadata" {
+            object_paths(&nested_path, nested, out);
+        }
+    }
+}
+
+/// Which of `fields` the `kubectl explain` output `text` does not list with a type.
+fn unexplained(text: &str, fields: &[String]) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|field| {
+            !text.lines().any(|line| {
+                let mut parts = line.split_whitespace();
+                parts.next() == Some(field.as_str())
+                    && parts
+                        .next()
+                        .is_some_and(|kind| kind != "<>" && kind.len() > 2)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+fn kubectl_explain(api_version: &str, target: &str) -> String {
+    let output = std::process::Command::new("kubectl")
+        .args(["explain", target, "--api-version", api_version])
+        .env("KUBECONFIG", silo_testenv::require("KUBECONFIG"))
+        .output()
+        .expect("kubectl runs (tests/env/up installs it)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn kubectl_explain_shows_every_nested_field_of_every_crd() {
+    let client = silo_testenv::kube_client().await;
+    crate::harness::install_crds(&client).await;
+    for crd in silo_operator::crd::all_crds() {
+        let plural = crd.spec.names.plural.clone();
+        let version = &crd.spec.versions[0];
+        let api_version = format!("{}/{}", crd.spec.group, version.name);
+        let schema = serde_json::to_value(
+            version
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .unwrap(),
+        )
+        .unwrap();
+        let mut objects = Vec::new();
+        object_paths("", &schema, &mut objects);
+        assert!(objects.iter().any(|(path, _)| path == "spec"), "{plural}");
+        for (path, fields) in objects {
+            let target = format!("{plural}.{path}");
+            // The API server publishes a changed CRD's schema a few seconds after it.
+            let missing = eventually(
+                &format!("kubectl explain {target} to list {fields:?}"),
+                || {
+                    let (api_version, target, fields) =
+                        (api_version.clone(), target.clone(), fields.clone());
+                    async move {
+                        let text = tokio::task::spawn_blocking(move || {
+                            kubectl_explain(&api_version, &target)
+                        })
+                        .await
+                        .unwrap();
+                        let missing = unexplained(&text, &fields);
+                        missing.is_empty().then_some(missing)
+                    }
+                },
+            )
+            .await;
+            assert!(missing.is_empty());
+        }
+    }
+}
+
+#[test]
+fn an_explained_field_needs_a_type() {
+    let text = "FIELDS:\n   dedicated\t<>\n     A server.\n\n   serverRef\t<string>\n";
+    assert_eq!(
+        unexplained(
+            text,
+            &["dedicated".into(), "serverRef".into(), "absent".into()]
+        ),
+        ["dedicated", "absent"]
+    );
+}
+
+/// The files of `examples/`, sorted.
+fn example_files() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn every_example_applies_as_written() {
+    let client = silo_testenv::kube_client().await;
+    crate::harness::install_crds(&client).await;
+    // A server-side dry run of a namespaced object needs its namespace to exist (a real apply
+    // creates it from the same file first). Made if missing and left: other tests may use them.
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+    for name in ["shop", "silo-system"] {
+        let namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+        match namespaces.create(&PostParams::default(), &namespace).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => panic!("namespace {name}: {e}"),
+        }
+    }
+    for file in example_files() {
+        let documents = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .filter(|line| line.starts_with("apiVersion:"))
+            .count();
+        let output = std::process::Command::new("kubectl")
+            .args(["apply", "--dry-run=server", "-f"])
+            .arg(&file)
+            .env("KUBECONFIG", silo_testenv::require("KUBECONFIG"))
+            .output()
+            .expect("kubectl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{}: {text}", file.display());
+        assert_eq!(
+            text.matches("(server dry run)").count(),
+            documents,
+            "{}: {text}",
+            file.display()
+        );
+    }
+}

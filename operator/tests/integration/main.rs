@@ -6,6 +6,7 @@
 
 mod access_cli;
 mod access_measure;
+mod booking_system;
 mod crds;
 mod forgetting;
 mod harness;
@@ -14,6 +15,7 @@ mod leader_election;
 mod managed;
 mod mongodb;
 mod names;
+mod operator_binary;
 mod postgres_shared;
 mod rbac;
 mod rbac_audit;

@@ -11,7 +11,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 use silo_operator::crd::{Database, Service};
 
-use crate::harness::{DatabaseFixture, Harness, described_events, eventually};
+use crate::harness::{DatabaseFixture, Harness, count_on_server, described_events, eventually};
 use crate::service_fixture::{
     ServiceFixture, create_service, delete_services, service_condition, services, wait_service,
     wait_service_condition,
@@ -141,7 +141,17 @@ async fn a_service_gets_its_workload_and_a_database_of_its_own_all_owned_by_it()
 
     // Deleting the Service deletes what it owns; its Database (deletionPolicy Delete) drops
     // the data on the server.
+    let recorded = h
+        .databases()
+        .get("user-service-db")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    let (role, name) = (recorded.role_name.unwrap(), recorded.database_name.unwrap());
+    assert_eq!(count_on_server(&role, &name).await, (1, 1));
     delete_services(&h).await;
+    assert_eq!(count_on_server(&role, &name).await, (0, 0));
     eventually("the Deployment to be garbage-collected", || {
         let api = Api::<Deployment>::namespaced(client.clone(), h.ns());
         async move {

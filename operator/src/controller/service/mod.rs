@@ -13,10 +13,9 @@ mod resolve;
 mod triggers;
 mod validate;
 
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
-
-use std::fmt::Debug;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
