@@ -280,6 +280,45 @@ mod tests {
         }
 
         #[test]
+        fn the_owner_and_the_operator_reach_the_engine_port_and_no_other() {
+            let db: crate::crd::Database = load("dedicated-mongodb.database.yaml");
+            let spec = db.spec.server.dedicated.clone().unwrap();
+            let workload = Workload::dedicated(&db, &spec, &Default::default()).unwrap();
+            let namespace = workload.namespace.clone();
+            let owner = AllowedClient {
+                namespace: namespace.clone(),
+                owner: db.spec.owner.clone(),
+            };
+            let policy = network_policy(&workload, &[owner], "silo-system").unwrap();
+            let server = pod(
+                &namespace,
+                "server-0",
+                serde_json::to_value(workload.labels()).unwrap(),
+            );
+            let pods = [
+                server,
+                pod(
+                    &namespace,
+                    "owner-1",
+                    json!({ SERVICE_LABEL: db.spec.owner }),
+                ),
+                pod("silo-system", "silo-operator-1", operator_labels()),
+            ];
+            let cluster = Cluster::new(&[], &pods, &[policy]);
+            let at = |name: &str| cluster.pods().iter().find(|p| p.name == name).unwrap();
+            let engine_port = workload.port();
+            assert_eq!(engine_port, 27017);
+            for client in ["owner-1", "silo-operator-1"] {
+                let reaches =
+                    |port, protocol| cluster.allows(at(client), at("server-0"), port, protocol);
+                assert!(reaches(engine_port, Protocol::Tcp), "{client}");
+                assert!(!reaches(engine_port, Protocol::Udp), "{client}");
+                assert!(!reaches(22, Protocol::Tcp), "{client}");
+                assert!(!reaches(5432, Protocol::Tcp), "{client}");
+            }
+        }
+
+        #[test]
         fn a_shared_server_in_the_operators_namespace_admits_the_owners_and_the_operator_only() {
             let server: DatabaseServer = load("managed-postgres.server.yaml");
             let spec = server.spec.managed.clone().unwrap();

@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use sha2::{Digest, Sha256};
 
+use super::cluster_view::ClusterView;
 use crate::crd::DatabaseServer;
 use crate::password::Password;
 
@@ -23,6 +24,8 @@ pub const ADMIN_LOGIN_TTL: Duration = Duration::from_secs(60);
 pub struct Caches {
     servers: Option<Store<DatabaseServer>>,
     secrets: Option<Store<Secret>>,
+    /// Pods, Namespaces and NetworkPolicies, for measuring who reaches a database.
+    cluster: Option<ClusterView>,
     /// Object key of a `Database` → resourceVersion of its credentials Secret as last written or
     /// read from the API server by this process.
     written_secrets: Mutex<HashMap<String, String>>,
@@ -46,6 +49,17 @@ impl Caches {
             secrets: Some(secrets),
             ..Self::default()
         }
+    }
+
+    /// The same caches measuring reachability over `view`.
+    pub fn with_cluster(mut self, view: ClusterView) -> Self {
+        self.cluster = Some(view);
+        self
+    }
+
+    /// The watched Pods, Namespaces and NetworkPolicies, when this process watches them.
+    pub fn cluster(&self) -> Option<&ClusterView> {
+        self.cluster.as_ref()
     }
 
     /// The watched copy of DatabaseServer `name`, if the watch holds it.

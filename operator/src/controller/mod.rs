@@ -1,6 +1,7 @@
 //! The controllers: wiring, shared context and the error policy.
 
 mod caches;
+mod cluster_view;
 pub mod database;
 mod dedicated_volume;
 pub mod events;
@@ -34,6 +35,7 @@ use crate::engine::postgres::PoolCache;
 use crate::error::Error;
 use crate::image::ImageRepositories;
 use crate::metrics::Metrics;
+use cluster_view::ClusterView;
 
 pub use server_access::server_engine;
 
@@ -281,10 +283,10 @@ pub async fn run_controllers_with(
     let (database_store, database_writer) = reflector::store();
     let (server_store, server_writer) = reflector::store();
     let (secret_store, secret_writer) = reflector::store();
-    let ctx = Arc::new(
-        Context::new(client, config, metrics)
-            .with_caches(Caches::new(server_store.clone(), secret_store)),
-    );
+    let (view, cluster_events) = ClusterView::watch(&client);
+    let caches = Caches::new(server_store.clone(), secret_store).with_cluster(view.clone());
+    let ctx = Arc::new(Context::new(client, config, metrics).with_caches(caches));
+    let (policy_tx, policy_namespaces) = mpsc::unbounded_channel();
     let (placement_tx, placement_rx) = mpsc::unbounded_channel();
     let databases = DatabaseWatches {
         store: database_store,
@@ -292,6 +294,7 @@ pub async fn run_controllers_with(
         secrets: secret_writer,
         servers: server_store.clone(),
         placements: placement_tx,
+        policy_namespaces,
     };
     let database_controller = database_controller(ctx.clone(), databases, shutdown.clone());
     let server_controller = server_controller(
@@ -300,7 +303,7 @@ pub async fn run_controllers_with(
         placement_rx,
         shutdown.clone(),
     );
-    let service_controller = service::run(ctx, shutdown);
+    let service_controller = service::run(ctx, (view, cluster_events), policy_tx, shutdown);
     futures::join!(database_controller, server_controller, service_controller);
 }
 
@@ -311,6 +314,8 @@ struct DatabaseWatches {
     secrets: reflector::store::Writer<Secret>,
     servers: Store<DatabaseServer>,
     placements: mpsc::UnboundedSender<ObjectRef<DatabaseServer>>,
+    /// Namespaces where a NetworkPolicy changed: their Databases' isolation is measured again.
+    policy_namespaces: mpsc::UnboundedReceiver<String>,
 }
 
 /// The Database controller. A Database is reconciled when its spec, annotations, finalizers or
@@ -342,7 +347,9 @@ async fn database_controller(
         secrets: secret_writer,
         servers,
         placements: placement_tx,
+        policy_namespaces,
     } = watches;
+    let remeasured = databases_in(store.clone(), policy_namespaces);
     let mut placements = triggers::PlacementFilter::default();
     let (gone_ctx, gone_store) = (ctx.clone(), store.clone());
     let database_stream = watcher(databases, watcher::Config::default())
@@ -372,6 +379,7 @@ async fn database_controller(
     Controller::for_stream(database_stream, store)
         .owns_stream(secret_stream)
         .owns(statefulsets, owned_objects())
+        .reconcile_on(remeasured)
         .with_config(concurrency)
         .graceful_shutdown_on(wait_for(shutdown))
         .run(database::reconcile, error_policy, ctx)
@@ -381,6 +389,28 @@ async fn database_controller(
             }
         })
         .await;
+}
+
+/// The Databases of each namespace `namespaces` names, as they come.
+fn databases_in(
+    store: Store<Database>,
+    namespaces: mpsc::UnboundedReceiver<String>,
+) -> impl futures::Stream<Item = ObjectRef<Database>> + Send {
+    tokio_stream_of(namespaces).flat_map(move |namespace| {
+        let refs: Vec<ObjectRef<Database>> = store
+            .state()
+            .iter()
+            .filter(|db| db.namespace().as_deref() == Some(namespace.as_str()))
+            .map(|db| ObjectRef::from_obj(db.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut receiver: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
 /// The DatabaseServer controller: its servers (those matching `--server-selector`), their

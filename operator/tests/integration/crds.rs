@@ -94,12 +94,15 @@ fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
-/// Every YAML document of every file in `examples/`, with its file.
-fn example_documents() -> Vec<(PathBuf, serde_yaml::Value)> {
+/// Every YAML document of every file directly in `examples/` (the Database and
+/// DatabaseServer examples), with its file. Its subdirectories hold whole systems, each run by
+/// a test of its own (`examples/booking-system/` by `booking_system.rs`).
+pub fn example_documents() -> Vec<(PathBuf, serde_yaml::Value)> {
     let mut documents = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo_file("examples"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
     for path in files {

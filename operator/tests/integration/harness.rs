@@ -26,19 +26,28 @@ use tokio::task::JoinHandle;
 pub const WAIT_LIMIT: Duration = Duration::from_secs(90);
 
 /// Polls `check` until it returns `Some`, failing the test after [`WAIT_LIMIT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    eventually_within(WAIT_LIMIT, what, check).await
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `limit`.
+pub async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return value;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out after {WAIT_LIMIT:?} waiting for {what}"
+            "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -19,6 +19,7 @@ mod operator_binary;
 mod postgres_shared;
 mod rbac;
 mod rbac_audit;
+mod readme_examples;
 mod running_servers;
 mod server_deletion;
 mod server_settings;

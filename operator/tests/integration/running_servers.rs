@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
@@ -136,5 +138,61 @@ async fn a_dedicated_database_gets_a_running_server_of_its_own() {
         login,
         format!("{}@{}", secret["username"], secret["database"])
     );
+    network_isolation_follows_the_policies_present(&h, "solo").await;
     h.finish().await;
+}
+
+/// `NetworkIsolated` of a Database on its own server is measured over the NetworkPolicies
+/// present: a hand-written allow-all ingress policy in its namespace turns it False, naming
+/// the policy, and removing the policy turns it True again. The policy's watch event is what
+/// wakes the Database: each wait gives up long before the next check for drift.
+async fn network_isolation_follows_the_policies_present(h: &Harness, name: &str) {
+    let isolated = h.wait_condition(name, "NetworkIsolated", "True").await;
+    let condition = network_isolated(&isolated);
+    assert_eq!(condition.reason, "OnlyOwnerReaches", "{condition:?}");
+    // A pod of nobody in particular; it is never scheduled, a pod object is enough for the
+    // evaluation.
+    silo_testenv::apply::<Pod>(
+        &h.client,
+        h.ns(),
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "stranger" },
+            "spec": {
+                "schedulerName": "silo-tests-never-scheduled",
+                "containers": [{ "name": "c", "image": "registry.example.com/none:1" }],
+            },
+        }),
+    )
+    .await;
+    let policies = Api::<NetworkPolicy>::namespaced(h.client.clone(), h.ns());
+    let allow_all: NetworkPolicy = serde_json::from_value(json!({
+        "metadata": { "name": "allow-everything-in" },
+        "spec": { "podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"] },
+    }))
+    .unwrap();
+    policies
+        .create(&PostParams::default(), &allow_all)
+        .await
+        .unwrap();
+    let opened = h.wait_condition(name, "NetworkIsolated", "False").await;
+    let condition = network_isolated(&opened);
+    assert_eq!(condition.reason, "OpenedByPolicy", "{condition:?}");
+    assert!(
+        condition.message.contains("allow-everything-in"),
+        "{condition:?}"
+    );
+    policies
+        .delete("allow-everything-in", &Default::default())
+        .await
+        .unwrap();
+    h.wait_condition(name, "NetworkIsolated", "True").await;
+}
+
+fn network_isolated(db: &silo_operator::crd::Database) -> Condition {
+    db.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "NetworkIsolated"))
+        .cloned()
+        .expect("NetworkIsolated is set")
 }

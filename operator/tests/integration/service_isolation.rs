@@ -56,7 +56,6 @@ async fn a_hand_written_allow_all_policy_flips_isolated_and_is_named_until_remov
     );
 
     let policies = Api::<NetworkPolicy>::namespaced(h.client.clone(), h.ns());
-    let before = std::time::Instant::now();
     silo_testenv::apply::<NetworkPolicy>(
         &h.client,
         h.ns(),
@@ -67,15 +66,11 @@ async fn a_hand_written_allow_all_policy_flips_isolated_and_is_named_until_remov
         }),
     )
     .await;
+    // The policy's own watch event wakes the Service: the wait gives up long before the next
+    // check for drift (WAIT_LIMIT < the harness's drift interval), so a flip seen here came
+    // from that event, and that reconcile read the policy from the same watch.
     let opened =
         wait_service_condition(&h, "user-service", "Isolated", "False", "OpenedByPolicy").await;
-    // The policy's own watch event wakes the Service (the next check for drift would be
-    // minutes away), and that reconcile reads the policy from the same watch.
-    let flipped_after = before.elapsed();
-    assert!(
-        flipped_after < std::time::Duration::from_secs(5),
-        "took {flipped_after:?}"
-    );
     assert!(
         opened
             .message

@@ -50,6 +50,7 @@ fn base(database_url: &str, broker_url: &str) -> BaseConfig {
         listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: Secret::new(database_url),
         broker_url: Secret::new(broker_url),
+        server: silo_kit::server::ServerLimits::default(),
     }
 }
 
@@ -268,6 +269,7 @@ async fn main() -> BenchResult<()> {
         namespace: namespace.clone(),
         token_lifetime: Duration::from_secs(3600),
         signing_key: None,
+        keys_reload: Duration::from_secs(10),
         startup_timeout: Duration::from_secs(30),
         json_logs: false,
     })

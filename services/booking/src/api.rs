@@ -1,8 +1,9 @@
-//! booking-service's HTTP API.
+//! booking-service's HTTP API. Errors are problems ([`silo_kit::error`]); this
+//! service's own types are [`PROBLEM_TYPES`].
 
 use crate::booking::{Booking, BookingStatus};
 use crate::cursor::Cursor;
-use crate::new_booking::CreateBookingRequest;
+use crate::new_booking::NewBooking;
 use crate::repository::{BookingRepository, Cancellation, KnownUser, ListFilter, RepositoryError};
 use crate::users::{UserProfile, UserServiceClient, UserServiceError};
 use axum::Router;
@@ -10,17 +11,41 @@ use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use silo_kit::auth::{AuthUser, TokenVerifier};
 use silo_kit::correlation::CorrelationId;
-use silo_kit::error::ApiError;
+use silo_kit::error::{ApiError, ProblemType};
 use silo_kit::extract::{Json, Path, Query};
+use silo_kit::fields::{FromQuery, QueryFields};
 use uuid::Uuid;
 
 /// Page size when `limit` is absent.
 const DEFAULT_LIMIT: u32 = 20;
 /// Largest page size.
 const MAX_LIMIT: u32 = 100;
+
+/// 422: the token is valid but its user does not exist (user-service says so).
+pub const UNKNOWN_USER: ProblemType = ProblemType::new(
+    "unknown-user",
+    "Unknown user",
+    StatusCode::UNPROCESSABLE_ENTITY,
+);
+/// 503: the caller is not known locally yet and user-service cannot be asked.
+pub const USER_SERVICE_UNAVAILABLE: ProblemType = ProblemType::new(
+    "user-service-unavailable",
+    "User service unavailable",
+    StatusCode::SERVICE_UNAVAILABLE,
+);
+/// 409: only a `PENDING` booking can be cancelled.
+pub const BOOKING_NOT_PENDING: ProblemType = ProblemType::new(
+    "booking-not-pending",
+    "Booking is not pending",
+    StatusCode::CONFLICT,
+);
+
+/// The problem types of booking-service beyond the kit's [`ProblemType::SHARED`].
+pub const PROBLEM_TYPES: &[ProblemType] =
+    &[UNKNOWN_USER, USER_SERVICE_UNAVAILABLE, BOOKING_NOT_PENDING];
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -71,10 +96,10 @@ async fn fetch_user(
 ) -> Result<KnownUser, ApiError> {
     let unreachable = |e: UserServiceError| {
         tracing::warn!(error = %e, "user existence check failed");
-        ApiError::unavailable(
-            "user_service_unavailable",
-            "cannot verify the user: user-service is unreachable and the user is not known \
-             locally yet; retry shortly",
+        ApiError::new(
+            USER_SERVICE_UNAVAILABLE,
+            "Cannot verify the user: user-service is unreachable and the user is not known \
+             locally yet; retry shortly.",
         )
     };
     let exists = state
@@ -93,9 +118,8 @@ async fn fetch_user(
     };
     let Some(profile) = profile else {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_user",
-            "the token's user does not exist",
+            UNKNOWN_USER,
+            "The token's user does not exist in user-service.",
         ));
     };
     let known = KnownUser {
@@ -116,9 +140,8 @@ async fn create_booking(
     caller: AuthUser,
     correlation: CorrelationId,
     headers: HeaderMap,
-    Json(request): Json<CreateBookingRequest>,
+    Json(new): Json<NewBooking>,
 ) -> Result<Response, ApiError> {
-    let new = request.validate()?;
     // The local replica first (its email copied by the insert itself), else user-service.
     let stored = state
         .repository
@@ -154,7 +177,9 @@ async fn visible_booking(
 ) -> Result<Booking, ApiError> {
     match state.repository.get(id).await.map_err(internal)? {
         Some(booking) if caller.may_access(booking.user_id) => Ok(booking),
-        _ => Err(ApiError::not_found(format!("booking {id} not found"))),
+        _ => Err(ApiError::not_found(format!(
+            "There is no booking {id} you may see."
+        ))),
     }
 }
 
@@ -166,14 +191,40 @@ async fn get_booking(
     visible_booking(&state, &caller, id).await.map(Json)
 }
 
-/// Query of `GET /api/bookings`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// Query of `GET /api/bookings`, validated; every parameter at fault is reported at once.
+#[derive(Debug)]
 struct ListQuery {
     user_id: Option<Uuid>,
-    status: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
+    status: Option<BookingStatus>,
+    limit: u32,
+    after: Option<Cursor>,
+}
+
+impl FromQuery for ListQuery {
+    const PARAMETERS: &'static [&'static str] = &["userId", "status", "limit", "cursor"];
+
+    fn from_query(query: &mut QueryFields) -> Option<Self> {
+        let user_id = query.optional("userId");
+        let status = query.optional_with("status", |raw: String| {
+            BookingStatus::parse(&raw.to_ascii_uppercase())
+                .ok_or_else(|| "status must be PENDING, CONFIRMED or CANCELLED".to_string())
+        });
+        let limit = query.optional_with("limit", |limit: u32| {
+            (1..=MAX_LIMIT)
+                .contains(&limit)
+                .then_some(limit)
+                .ok_or_else(|| format!("limit must be between 1 and {MAX_LIMIT}"))
+        });
+        let after = query.optional_with("cursor", |raw: String| {
+            Cursor::decode(&raw).map_err(|e| e.to_string())
+        });
+        Some(Self {
+            user_id,
+            status,
+            limit: limit.unwrap_or(DEFAULT_LIMIT),
+            after,
+        })
+    }
 }
 
 /// A page of bookings.
@@ -192,39 +243,20 @@ async fn list_bookings(
     let user_id = match query.user_id {
         Some(id) if id != caller.id && !caller.is_admin() => {
             return Err(ApiError::forbidden(
-                "only admins may list other users' bookings",
+                "Only admins may list other users' bookings.",
             ));
         }
         Some(id) => Some(id),
         None if caller.is_admin() => None,
         None => Some(caller.id),
     };
-    let status = query
-        .status
-        .map(|s| {
-            BookingStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
-                ApiError::validation("status", "status must be PENDING, CONFIRMED or CANCELLED")
-            })
-        })
-        .transpose()?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    let after = query
-        .cursor
-        .map(|c| Cursor::decode(&c).map_err(|e| ApiError::validation("cursor", e.to_string())))
-        .transpose()?;
     let page = state
         .repository
         .list(&ListFilter {
             user_id,
-            status,
-            limit,
-            after,
+            status: query.status,
+            limit: query.limit,
+            after: query.after,
         })
         .await
         .map_err(internal)?;
@@ -287,7 +319,9 @@ async fn cancel_booking(
     // Only the owner cancels; anyone else learns nothing about the booking.
     let owned = state.repository.get(id).await.map_err(internal)?;
     if !matches!(&owned, Some(b) if b.user_id == caller.id) {
-        return Err(ApiError::not_found(format!("booking {id} not found")));
+        return Err(ApiError::not_found(format!(
+            "There is no booking {id} you may see."
+        )));
     }
     match state
         .repository
@@ -296,13 +330,36 @@ async fn cancel_booking(
         .map_err(internal)?
     {
         Cancellation::Cancelled(booking) => Ok(Json(booking)),
-        Cancellation::NotPending(booking) => Err(ApiError::conflict(
-            "booking_not_pending",
+        Cancellation::NotPending(booking) => Err(ApiError::new(
+            BOOKING_NOT_PENDING,
             format!(
-                "only a PENDING booking can be cancelled; this one is {}",
+                "Only a PENDING booking can be cancelled; this one is {}.",
                 booking.status.as_str()
             ),
         )),
-        Cancellation::NotFound => Err(ApiError::not_found(format!("booking {id} not found"))),
+        Cancellation::NotFound => Err(ApiError::not_found(format!(
+            "There is no booking {id} you may see."
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_type_is_documented() {
+        let docs = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/services.md"
+        ))
+        .unwrap();
+        for problem in PROBLEM_TYPES {
+            assert!(
+                docs.contains(&format!("`{}`", problem.slug())),
+                "docs/services.md does not list {}",
+                problem.uri()
+            );
+        }
     }
 }

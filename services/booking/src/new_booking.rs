@@ -1,8 +1,7 @@
 //! The create-booking request, validated at the edge into a [`NewBooking`].
 
 use rust_decimal::Decimal;
-use serde::Deserialize;
-use silo_kit::error::ApiError;
+use silo_kit::fields::{BodyFields, FromBody};
 
 /// Most tickets one booking may hold.
 pub const MAX_TICKETS: i32 = 100;
@@ -11,22 +10,10 @@ const MAX_AMOUNT: Decimal = Decimal::from_parts(3_567_587_327, 232, 0, false, 2)
 /// Longest event name accepted.
 const MAX_EVENT_NAME: usize = 255;
 
-/// The body of `POST /api/bookings`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CreateBookingRequest {
-    /// What to book.
-    pub event_name: String,
-    /// How many tickets (1–100).
-    pub ticket_count: i64,
-    /// The amount (> 0, at most 2 decimals); a JSON number or a string.
-    pub total_amount: Decimal,
-    /// ISO 4217 currency, `USD` when absent.
-    #[serde(default)]
-    pub currency: Option<String>,
-}
-
-/// A create request that passed validation.
+/// The body of `POST /api/bookings`, validated:
+/// `{eventName, ticketCount, totalAmount, currency?}`, every field at fault
+/// reported at once. `totalAmount` is a JSON number or a decimal string, read
+/// exactly (never through binary floating point).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewBooking {
     /// What to book (trimmed).
@@ -39,80 +26,92 @@ pub struct NewBooking {
     pub currency: String,
 }
 
-impl CreateBookingRequest {
-    /// Checks every field; the error names the first field at fault.
-    pub fn validate(self) -> Result<NewBooking, ApiError> {
-        let event_name = self.event_name.trim().to_string();
-        if event_name.is_empty() || event_name.chars().count() > MAX_EVENT_NAME {
-            return Err(ApiError::validation(
-                "eventName",
-                format!("eventName must be 1-{MAX_EVENT_NAME} characters"),
-            ));
-        }
-        let ticket_count = i32::try_from(self.ticket_count)
-            .ok()
-            .filter(|n| (1..=MAX_TICKETS).contains(n))
-            .ok_or_else(|| {
-                ApiError::validation(
-                    "ticketCount",
-                    format!("ticketCount must be between 1 and {MAX_TICKETS}"),
-                )
-            })?;
-        let amount = self.total_amount.normalize();
-        if amount <= Decimal::ZERO {
-            return Err(ApiError::validation(
-                "totalAmount",
-                "totalAmount must be greater than 0",
-            ));
-        }
-        if amount.scale() > 2 {
-            return Err(ApiError::validation(
-                "totalAmount",
-                "totalAmount must have at most 2 decimal places",
-            ));
-        }
-        if amount > MAX_AMOUNT {
-            return Err(ApiError::validation(
-                "totalAmount",
-                format!("totalAmount must not exceed {MAX_AMOUNT}"),
-            ));
-        }
-        let mut total_amount = amount;
-        total_amount.rescale(2);
-        let currency = match self.currency {
-            None => "USD".to_string(),
-            Some(code) => {
-                let code = code.trim().to_ascii_uppercase();
-                if code.len() != 3 || !code.chars().all(|c| c.is_ascii_uppercase()) {
-                    return Err(ApiError::validation(
-                        "currency",
-                        "currency must be a three-letter ISO 4217 code",
-                    ));
-                }
-                code
-            }
+impl FromBody for NewBooking {
+    const FIELDS: &'static [&'static str] =
+        &["eventName", "ticketCount", "totalAmount", "currency"];
+
+    fn from_body(body: &mut BodyFields) -> Option<Self> {
+        let event_name = body.required_with("eventName", |raw: String| event_name(&raw));
+        let ticket_count = body.required_with("ticketCount", ticket_count);
+        let total_amount = body.required_with("totalAmount", total_amount);
+        let currency = match body.optional::<String>("currency") {
+            Some(raw) => body.check("currency", currency(&raw)),
+            None => Some("USD".to_string()),
         };
-        Ok(NewBooking {
-            event_name,
-            ticket_count,
-            total_amount,
-            currency,
+        Some(Self {
+            event_name: event_name?,
+            ticket_count: ticket_count?,
+            total_amount: total_amount?,
+            currency: currency?,
         })
     }
+}
+
+fn event_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > MAX_EVENT_NAME {
+        return Err(format!("eventName must be 1-{MAX_EVENT_NAME} characters"));
+    }
+    Ok(name.to_string())
+}
+
+fn ticket_count(raw: i64) -> Result<i32, String> {
+    i32::try_from(raw)
+        .ok()
+        .filter(|n| (1..=MAX_TICKETS).contains(n))
+        .ok_or_else(|| format!("ticketCount must be between 1 and {MAX_TICKETS}"))
+}
+
+fn total_amount(raw: Decimal) -> Result<Decimal, String> {
+    let amount = raw.normalize();
+    if amount <= Decimal::ZERO {
+        return Err("totalAmount must be greater than 0".to_string());
+    }
+    if amount.scale() > 2 {
+        return Err("totalAmount must have at most 2 decimal places".to_string());
+    }
+    if amount > MAX_AMOUNT {
+        return Err(format!("totalAmount must not exceed {MAX_AMOUNT}"));
+    }
+    let mut amount = amount;
+    amount.rescale(2);
+    Ok(amount)
+}
+
+fn currency(raw: &str) -> Result<String, String> {
+    let code = raw.trim().to_ascii_uppercase();
+    if code.len() != 3 || !code.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err("currency must be a three-letter ISO 4217 code".to_string());
+    }
+    Ok(code)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use silo_kit::error::ApiError;
 
+    /// `json` read as a create request, as the HTTP extractor reads it.
     fn request(json: serde_json::Value) -> Result<NewBooking, ApiError> {
-        serde_json::from_value::<CreateBookingRequest>(json)
+        let members: Vec<(String, Box<serde_json::value::RawValue>)> = json
+            .as_object()
             .unwrap()
-            .validate()
+            .iter()
+            .map(|(name, value)| {
+                let raw = serde_json::value::to_raw_value(value).unwrap();
+                (name.clone(), raw)
+            })
+            .collect();
+        silo_kit::fields::read_body(members)
     }
 
-    fn field_of(json: serde_json::Value) -> String {
-        request(json).unwrap_err().field().unwrap().to_string()
+    fn fields_of(json: serde_json::Value) -> Vec<String> {
+        request(json)
+            .unwrap_err()
+            .errors()
+            .iter()
+            .map(|e| e.field.clone())
+            .collect()
     }
 
     #[test]
@@ -129,7 +128,7 @@ mod tests {
     #[test]
     fn decimals_beyond_cents_are_refused() {
         let json = serde_json::json!({"eventName": "x", "ticketCount": 1, "totalAmount": "1.001"});
-        assert_eq!(field_of(json), "totalAmount");
+        assert_eq!(fields_of(json), ["totalAmount"]);
         let ok =
             request(serde_json::json!({"eventName": "x", "ticketCount": 1, "totalAmount": "1.10"}));
         assert_eq!(ok.unwrap().total_amount.to_string(), "1.10");
@@ -167,8 +166,19 @@ mod tests {
                 "currency",
             ),
         ] {
-            assert_eq!(field_of(json.clone()), field, "{json}");
+            assert_eq!(fields_of(json.clone()), [field], "{json}");
         }
+    }
+
+    #[test]
+    fn every_field_at_fault_is_named_at_once() {
+        let json = serde_json::json!({
+            "eventName": "", "ticketCount": "2", "totalAmount": "12,50", "currency": "EURO"
+        });
+        assert_eq!(
+            fields_of(json),
+            ["eventName", "ticketCount", "totalAmount", "currency"]
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! edition 2024). Error messages name the variable, never its value, because
 //! values such as `DATABASE_URL` carry credentials.
 
+use crate::server::ServerLimits;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -179,15 +180,18 @@ pub struct BaseConfig {
     pub database_url: Secret,
     /// The NATS server (`BROKER_URL`).
     pub broker_url: Secret,
+    /// Timeouts, concurrency and shutdown of the HTTP server (see [`ServerLimits`]).
+    pub server: ServerLimits,
 }
 
 impl BaseConfig {
-    /// Reads `LISTEN_ADDR`, `DATABASE_URL` and `BROKER_URL`.
+    /// Reads `LISTEN_ADDR`, `DATABASE_URL`, `BROKER_URL` and the server's limits.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             listen_addr: env.listen_addr()?,
             database_url: env.required_secret("DATABASE_URL")?,
             broker_url: env.required_secret("BROKER_URL")?,
+            server: ServerLimits::from_env(env)?,
         })
     }
 }

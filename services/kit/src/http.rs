@@ -1,5 +1,5 @@
 //! The HTTP shell every service shares: operational endpoints, middleware,
-//! JSON 404/405, and serving with graceful shutdown.
+//! problem+json 404/405 (the server loop itself is [`crate::server`]).
 //!
 //! [`service_router`] wraps a service's routes with
 //! - `GET /healthz` (process alive), `GET /readyz` (every [`Readiness`] check
@@ -8,10 +8,10 @@
 //! - the correlation-id middleware and request metrics labelled by route
 //!   template and status class.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemType};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use crate::readiness::Readiness;
-use crate::shutdown::Shutdown;
+use crate::server::Draining;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -20,7 +20,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use std::time::Instant;
-use tokio::net::TcpListener;
 
 /// Default request body limit.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -34,6 +33,8 @@ pub struct Operations {
     pub readiness: Readiness,
     /// Request body limit in bytes.
     pub body_limit: usize,
+    /// Set once shutdown begins: `/readyz` then fails whatever the checks say.
+    pub draining: Draining,
 }
 
 impl Operations {
@@ -43,6 +44,7 @@ impl Operations {
             metrics,
             readiness,
             body_limit: DEFAULT_BODY_LIMIT,
+            draining: Draining::default(),
         }
     }
 }
@@ -71,6 +73,10 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(operations): State<Operations>) -> Response {
+    if operations.draining.is_draining() {
+        let body = json!({ "status": "draining", "checks": {} });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let results = operations.readiness.run().await;
     let ready = results.iter().all(|(_, ok)| *ok);
     let checks: serde_json::Map<String, serde_json::Value> = results
@@ -103,14 +109,14 @@ async fn metrics_text(State(operations): State<Operations>) -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint")
+    ApiError::not_found("There is no endpoint at this path.")
 }
 
+/// A problem 405; axum adds the `Allow` header listing the route's methods.
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this endpoint",
+        ProblemType::METHOD_NOT_ALLOWED,
+        "This endpoint does not accept this method; the Allow header lists those it does.",
     )
 }
 
@@ -168,18 +174,6 @@ async fn record_metrics(State(metrics): State<Metrics>, request: Request, next: 
     response
 }
 
-/// Serves `router` on `listener` until `shutdown` fires, then stops accepting
-/// and waits for in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: Shutdown,
-) -> Result<(), std::io::Error> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,14 +181,29 @@ mod tests {
     use axum::routing::post;
     use tower::ServiceExt;
 
+    /// A body with one string member.
+    struct Thing {
+        x: String,
+    }
+
+    impl crate::fields::FromBody for Thing {
+        const FIELDS: &'static [&'static str] = &["x"];
+
+        fn from_body(body: &mut crate::fields::BodyFields) -> Option<Self> {
+            Some(Self {
+                x: body.required("x")?,
+            })
+        }
+    }
+
     fn app(readiness: Readiness) -> Router {
         let routes = Router::new()
             .route("/api/things/{id}", get(|| async { "thing" }))
             .route(
                 "/api/things",
                 post(
-                    |crate::extract::Json(v): crate::extract::Json<serde_json::Value>| async move {
-                        Json(v)
+                    |crate::extract::Json(thing): crate::extract::Json<Thing>| async move {
+                        Json(json!({ "x": thing.x }))
                     },
                 ),
             );
@@ -228,15 +237,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_route_is_a_json_404() {
+    async fn unknown_route_is_a_problem_404() {
         let app = app(Readiness::new());
         let (status, response) = get_uri(&app, "/nope").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(json_of(response).await["error"]["code"], "not_found");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert_eq!(
+            json_of(response).await,
+            json!({
+                "type": "https://silo.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "There is no endpoint at this path.",
+            })
+        );
     }
 
     #[tokio::test]
-    async fn wrong_method_is_a_json_405() {
+    async fn wrong_method_is_a_problem_405() {
         let app = app(Readiness::new());
         let (status, response) = call(
             &app,
@@ -246,14 +267,18 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "GET,HEAD");
         assert_eq!(
-            json_of(response).await["error"]["code"],
-            "method_not_allowed"
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
         );
+        let body = json_of(response).await;
+        assert_eq!(body["type"], "https://silo.dev/problems/method-not-allowed");
+        assert_eq!(body["status"], 405);
     }
 
     #[tokio::test]
-    async fn body_over_the_limit_is_a_json_413() {
+    async fn body_over_the_limit_is_a_problem_413() {
         let app = app(Readiness::new());
         let body = format!("{{\"x\":\"{}\"}}", "a".repeat(DEFAULT_BODY_LIMIT));
         let request = axum::http::Request::post("/api/things")
@@ -263,8 +288,8 @@ mod tests {
         let (status, response) = call(&app, request).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(
-            json_of(response).await["error"]["code"],
-            "payload_too_large"
+            json_of(response).await["type"],
+            "https://silo.dev/problems/payload-too-large"
         );
     }
 

@@ -3,8 +3,12 @@
 //! Module map:
 //! - [`config`]: typed configuration from the environment ([`config::Env`],
 //!   [`config::BaseConfig`] with `LISTEN_ADDR`/`DATABASE_URL`/`BROKER_URL`, [`config::Secret`]).
-//! - [`error`]: [`error::ApiError`], the `{"error":{"code","message","field"?}}` body.
-//! - [`extract`]: `Json`, `Path`, `Query` extractors whose rejections are `ApiError`s.
+//! - [`error`]: [`error::ApiError`], answered as an RFC 9457 problem (`application/problem+json`)
+//!   of a [`error::ProblemType`] (stable `https://silo.dev/problems/<slug>` URI), listing
+//!   every invalid field.
+//! - [`fields`]: [`fields::FromBody`] / [`fields::FromQuery`] request types read field by field,
+//!   every problem recorded; amounts read as exact decimals from the JSON text.
+//! - [`extract`]: `Json`, `Path`, `Query` extractors whose rejections are problems in plain words.
 //! - [`events`]: [`events::Envelope`], every event payload (implementing [`events::Event`]),
 //!   [`events::EventNamespace`] (stream names/subjects, optionally prefixed for tests) and
 //!   `ensure_stream`.
@@ -25,7 +29,7 @@
 //!   applies the kit's tables (`outbox`, `inbox`, `dead_letters`).
 //! - [`broker`]: NATS `connect` with bounded retry, `jetstream` context.
 //! - [`http`]: [`http::service_router`] adds `/healthz`, `/readyz`, `/metrics`, body limit,
-//!   correlation + metrics middleware, JSON 404/405; [`http::serve`] with graceful shutdown.
+//!   correlation + metrics middleware, problem 404/405; [`server::serve`] with timeouts, a concurrency limit and a two-stage shutdown (drain, then a bounded wait).
 //! - [`readiness`]: [`readiness::Readiness`] with `PostgresCheck`, `NatsCheck`, `MongoCheck`.
 //! - [`telemetry`]: `init(service, json)` logging, correlation middleware, `CorrelationId` extractor.
 //! - [`metrics`]: [`metrics::Metrics`] (Prometheus registry and the kit's families).
@@ -45,6 +49,7 @@ pub mod correlation;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod fields;
 pub mod http;
 pub mod inbox;
 pub mod metrics;
@@ -52,6 +57,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod readiness;
 pub mod retry;
+pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod startup;

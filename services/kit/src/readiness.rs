@@ -54,7 +54,8 @@ impl ReadinessCheck for NatsCheck {
     }
 }
 
-/// MongoDB answers `ping`.
+/// MongoDB can commit a transaction now: its `hello` answer comes from a writable primary of
+/// a replica set (or from a mongos).
 #[derive(Debug, Clone)]
 pub struct MongoCheck(pub mongodb::Database);
 
@@ -65,12 +66,56 @@ impl ReadinessCheck for MongoCheck {
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            self.0
-                .run_command(mongodb::bson::doc! { "ping": 1 })
+            let hello = self
+                .0
+                .run_command(mongodb::bson::doc! { "hello": 1 })
                 .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            mongo_can_commit(&hello)
         })
+    }
+}
+
+/// Whether the server that gave this `hello` answer runs multi-document transactions and
+/// takes writes now: a standalone server has no transactions at all (they need a replica set
+/// or a sharded cluster), a secondary takes no writes.
+pub fn mongo_can_commit(hello: &mongodb::bson::Document) -> Result<(), String> {
+    let is_mongos = hello.get_str("msg").ok() == Some("isdbgrid");
+    if is_mongos {
+        return Ok(());
+    }
+    if hello.get_str("setName").is_err() {
+        return Err("the MongoDB server is standalone: transactions need a replica set (start mongod with --replSet and run rs.initiate()) or a sharded cluster".into());
+    }
+    if hello.get_bool("isWritablePrimary").ok() != Some(true) {
+        return Err("no writable primary in the MongoDB replica set".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mongo_can_commit;
+    use mongodb::bson::doc;
+
+    #[test]
+    fn only_a_writable_replica_set_primary_or_a_mongos_can_commit() {
+        let primary = doc! { "isWritablePrimary": true, "setName": "rs0" };
+        assert_eq!(mongo_can_commit(&primary), Ok(()));
+        let mongos = doc! { "isWritablePrimary": true, "msg": "isdbgrid" };
+        assert_eq!(mongo_can_commit(&mongos), Ok(()));
+        let standalone = doc! { "isWritablePrimary": true };
+        assert!(
+            mongo_can_commit(&standalone)
+                .unwrap_err()
+                .contains("standalone")
+        );
+        let secondary = doc! { "isWritablePrimary": false, "secondary": true, "setName": "rs0" };
+        assert!(
+            mongo_can_commit(&secondary)
+                .unwrap_err()
+                .contains("primary")
+        );
     }
 }
 

@@ -7,6 +7,7 @@
 //! address, shutdown handle and `run_until_stopped`/`stop`, which take `&self`
 //! so that an `Application` can hand them out by `Deref`.
 
+use crate::server::{Draining, ServerLimits};
 use crate::shutdown::Shutdown;
 use axum::Router;
 use std::net::SocketAddr;
@@ -40,32 +41,50 @@ pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), Bind
 pub struct RunningService {
     address: SocketAddr,
     shutdown: Shutdown,
+    draining: Draining,
+    drain: std::time::Duration,
     /// Emptied by the first `run_until_stopped`; later callers wait on the lock until it is done.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl RunningService {
-    /// Serves `router` on `listener` and adopts the already spawned `background` tasks;
-    /// all of them must stop when `shutdown` fires.
+    /// Serves `router` on `listener` within `limits` and adopts the already spawned
+    /// `background` tasks; all of them must stop when `shutdown` fires. `draining` is the flag
+    /// the router's `/readyz` reads.
     pub fn start(
-        listener: TcpListener,
-        address: SocketAddr,
+        (listener, address): (TcpListener, SocketAddr),
         router: Router,
         shutdown: Shutdown,
         background: Vec<JoinHandle<()>>,
+        limits: ServerLimits,
+        draining: Draining,
     ) -> Self {
         let mut tasks = background;
         let server_shutdown = shutdown.clone();
+        let router = crate::server::limited(router, &limits);
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = crate::http::serve(listener, router, server_shutdown).await {
+            if let Err(error) =
+                crate::server::serve(listener, router, server_shutdown, limits).await
+            {
                 tracing::error!(error = %error, "HTTP server failed");
             }
         }));
         Self {
             address,
             shutdown,
+            draining,
+            drain: limits.drain,
             tasks: Mutex::new(tasks),
         }
+    }
+
+    /// The graceful stop of a SIGTERM: `/readyz` fails while requests are still served for
+    /// the drain period, then the service stops as [`Self::stop`] does.
+    pub async fn drain_and_stop(&self) {
+        tracing::info!(drain_ms = self.drain.as_millis() as u64, "draining");
+        self.draining.begin();
+        tokio::time::sleep(self.drain).await;
+        self.stop().await;
     }
 
     /// The bound address.
@@ -126,7 +145,14 @@ mod tests {
             }),
         );
         let (listener, address) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let service = RunningService::start(listener, address, router, Shutdown::new(), vec![]);
+        let service = RunningService::start(
+            (listener, address),
+            router,
+            Shutdown::new(),
+            vec![],
+            ServerLimits::default(),
+            Draining::default(),
+        );
         let shutdown = service.shutdown_handle();
         let in_flight = tokio::spawn(async move {
             reqwest::get(format!("http://{address}/slow"))

@@ -43,16 +43,10 @@ impl Shutdown {
         // An error means every sender is gone, which cannot happen while `self` holds one.
         let _ = receiver.wait_for(|fired| *fired).await;
     }
-
-    /// Fires the signal on SIGTERM or Ctrl-C (spawned by binaries).
-    pub async fn trigger_on_os_signal(self) {
-        wait_for_os_signal().await;
-        tracing::info!("shutdown requested");
-        self.trigger();
-    }
 }
 
-async fn wait_for_os_signal() {
+/// Returns on SIGTERM or Ctrl-C.
+pub async fn os_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

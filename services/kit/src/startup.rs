@@ -166,15 +166,24 @@ impl Launch {
     pub async fn serve(self, routes: Router) -> Result<RunningService, BindError> {
         let (listener, address) = bind(self.base.listen_addr).await?;
         let operations = Operations::new(self.metrics, self.readiness);
+        let draining = operations.draining.clone();
         let router = service_router(routes, operations);
-        let service = RunningService::start(listener, address, router, self.shutdown, self.tasks);
+        let service = RunningService::start(
+            (listener, address),
+            router,
+            self.shutdown,
+            self.tasks,
+            self.base.server,
+            draining,
+        );
         tracing::info!(%address, service = self.service, "listening");
         Ok(service)
     }
 }
 
 /// The whole `main` of a service binary: logging (`LOG_FORMAT=json` for JSON lines), the
-/// configuration from the process environment, `build`, then running until SIGTERM. A
+/// configuration from the process environment, `build`, then running until SIGTERM (or
+/// Ctrl-C), which drains and stops the service (see [`crate::server`]). A
 /// configuration or start-up error is logged and printed to stderr, and the exit code is a
 /// failure.
 pub async fn run_main<C, A, E, B, Fut>(
@@ -199,8 +208,9 @@ where
         Ok(application) => application,
         Err(error) => return refuse(service, "cannot start", &error),
     };
-    tokio::spawn(application.shutdown_handle().trigger_on_os_signal());
-    application.run_until_stopped().await;
+    crate::shutdown::os_signal().await;
+    tracing::info!(service, "shutdown requested");
+    application.drain_and_stop().await;
     tracing::info!(service, "stopped");
     ExitCode::SUCCESS
 }

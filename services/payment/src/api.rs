@@ -1,17 +1,30 @@
-//! payment-service's HTTP API.
+//! payment-service's HTTP API. Errors are problems ([`silo_kit::error`]); this
+//! service's own types are [`PROBLEM_TYPES`].
 
 use crate::charging::{Charging, ChargingError};
 use crate::payment::Payment;
 use crate::store::StoreError;
 use axum::Router;
 use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use silo_kit::auth::{AuthUser, TokenVerifier};
 use silo_kit::correlation::CorrelationId;
-use silo_kit::error::ApiError;
+use silo_kit::error::{ApiError, ProblemType};
 use silo_kit::extract::{Json, Path, Query};
+use silo_kit::fields::{FromQuery, QueryFields};
 use uuid::Uuid;
+
+/// 409: only a `FAILED` payment of a booking still `PENDING` can be retried.
+pub const PAYMENT_NOT_RETRYABLE: ProblemType = ProblemType::new(
+    "payment-not-retryable",
+    "Payment cannot be retried",
+    StatusCode::CONFLICT,
+);
+
+/// The problem types of payment-service beyond the kit's [`ProblemType::SHARED`].
+pub const PROBLEM_TYPES: &[ProblemType] = &[PAYMENT_NOT_RETRYABLE];
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -41,7 +54,7 @@ fn store_failure(error: StoreError) -> ApiError {
 }
 
 fn not_found(id: Uuid) -> ApiError {
-    ApiError::not_found(format!("payment {id} not found"))
+    ApiError::not_found(format!("There is no payment {id} you may see."))
 }
 
 /// The payment if the caller may see it (its user or an admin); 404 otherwise.
@@ -70,11 +83,20 @@ async fn get_payment(
     visible_payment(&state, &caller, id).await.map(Json)
 }
 
-/// Query of `GET /api/payments`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// Query of `GET /api/payments`: `bookingId` (required).
+#[derive(Debug)]
 struct FindQuery {
-    booking_id: Option<Uuid>,
+    booking_id: Uuid,
+}
+
+impl FromQuery for FindQuery {
+    const PARAMETERS: &'static [&'static str] = &["bookingId"];
+
+    fn from_query(query: &mut QueryFields) -> Option<Self> {
+        Some(Self {
+            booking_id: query.required("bookingId")?,
+        })
+    }
 }
 
 /// The payments matching a query (a booking has at most one).
@@ -88,9 +110,7 @@ async fn find_payments(
     caller: AuthUser,
     Query(query): Query<FindQuery>,
 ) -> Result<Json<PaymentList>, ApiError> {
-    let Some(booking_id) = query.booking_id else {
-        return Err(ApiError::validation("bookingId", "bookingId is required"));
-    };
+    let booking_id = query.booking_id;
     let found = state
         .charging
         .store()
@@ -114,9 +134,30 @@ async fn retry_payment(
     match state.charging.retry(id, correlation.as_str()).await {
         Ok(payment) => Ok(Json(payment)),
         Err(ChargingError::Store(StoreError::Conflict(message))) => {
-            Err(ApiError::conflict("payment_not_retryable", message))
+            Err(ApiError::new(PAYMENT_NOT_RETRYABLE, message))
         }
         Err(ChargingError::Store(StoreError::NotFound(_))) => Err(not_found(id)),
         Err(other) => Err(ApiError::internal(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_type_is_documented() {
+        let docs = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/services.md"
+        ))
+        .unwrap();
+        for problem in PROBLEM_TYPES {
+            assert!(
+                docs.contains(&format!("`{}`", problem.slug())),
+                "docs/services.md does not list {}",
+                problem.uri()
+            );
+        }
     }
 }

@@ -48,6 +48,9 @@ pub enum StartupError {
         /// The last error.
         reason: String,
     },
+    /// MongoDB is reachable but cannot run the transactions the store needs.
+    #[error("MongoDB cannot run transactions: {0}")]
+    MongoWithoutTransactions(String),
     /// The store could not be prepared (migrations, indexes).
     #[error("payment store: {0}")]
     Store(#[from] StoreError),
@@ -152,11 +155,24 @@ async fn connect_mongo(url: &str, retry: RetryPolicy) -> Result<MongoPaymentStor
         .default_database
         .clone()
         .ok_or(StartupError::MongoDatabaseMissing)?;
-    retry
+    let store = retry
         .run("mongodb", || MongoPaymentStore::connect(url, &database))
         .await
         .map_err(|(error, attempts)| StartupError::MongoUnreachable {
             attempts,
             reason: error.to_string(),
-        })
+        })?;
+    // Every write of the store is a transaction: refuse a server that cannot run them, rather
+    // than dead-lettering every event later while /readyz stays green.
+    let hello = store
+        .database()
+        .run_command(mongodb::bson::doc! { "hello": 1 })
+        .await
+        .map_err(|error| StartupError::MongoUnreachable {
+            attempts: 1,
+            reason: error.to_string(),
+        })?;
+    silo_kit::readiness::mongo_can_commit(&hello)
+        .map_err(StartupError::MongoWithoutTransactions)?;
+    Ok(store)
 }

@@ -2,12 +2,15 @@
 //!
 //! | Method | Path | Auth | Result |
 //! |---|---|---|---|
-//! | POST | `/api/users/register` | — | 201 user; 400 invalid field; 409 username/email taken |
+//! | POST | `/api/users/register` | — | 201 user; 400 every invalid field; 409 username/email taken |
 //! | POST | `/api/users/login` | — | 200 `{token, expiresAt, user}`; 401 |
 //! | GET | `/.well-known/jwks.json` | — | 200 JWKS |
 //! | GET | `/api/users/{id}` | the user or an admin | 200 / 403 / 404 |
 //! | GET | `/api/users/{id}/exists` | any user | 200 `{"exists":true}` / 404 |
 //! | PATCH | `/api/users/{id}` | the user or an admin | 200 / 400 / 403 / 404 / 409 |
+//!
+//! Errors are problems ([`silo_kit::error`]); this service's own types are
+//! [`PROBLEM_TYPES`].
 
 use crate::password;
 use crate::repository::{NewUser, RepositoryError, User, UserRepository};
@@ -18,11 +21,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use silo_kit::auth::{AuthUser, Jwks, TokenIssuer, TokenVerifier};
 use silo_kit::correlation::CorrelationId;
-use silo_kit::error::ApiError;
+use silo_kit::error::{ApiError, ProblemType};
 use silo_kit::extract::{Json, Path};
+use silo_kit::fields::{BodyFields, FromBody};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -55,23 +59,64 @@ pub fn routes() -> Router<ApiState> {
         .route("/.well-known/jwks.json", get(jwks))
 }
 
-/// `POST /api/users/register` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RegisterRequest {
+/// 401: no user has this username or email and password.
+pub const INVALID_CREDENTIALS: ProblemType = ProblemType::new(
+    "invalid-credentials",
+    "Invalid credentials",
+    StatusCode::UNAUTHORIZED,
+);
+/// 409: another user has this username (compared case-insensitively).
+pub const USERNAME_TAKEN: ProblemType =
+    ProblemType::new("username-taken", "Username taken", StatusCode::CONFLICT);
+/// 409: another user has this email (compared case-insensitively).
+pub const EMAIL_TAKEN: ProblemType =
+    ProblemType::new("email-taken", "Email taken", StatusCode::CONFLICT);
+/// 400: a change request that changes nothing.
+pub const NOTHING_TO_UPDATE: ProblemType = ProblemType::new(
+    "nothing-to-update",
+    "Nothing to update",
+    StatusCode::BAD_REQUEST,
+);
+
+/// The problem types of user-service beyond the kit's [`ProblemType::SHARED`].
+pub const PROBLEM_TYPES: &[ProblemType] = &[
+    INVALID_CREDENTIALS,
+    USERNAME_TAKEN,
+    EMAIL_TAKEN,
+    NOTHING_TO_UPDATE,
+];
+
+/// `POST /api/users/register` body, validated: every field at fault is reported at once.
+#[derive(Debug)]
+pub struct Registration {
     /// 3–50 of `[A-Za-z0-9_.-]`.
-    pub username: String,
+    pub username: Username,
     /// Email address.
-    pub email: String,
-    /// 8–128 characters.
-    pub password: String,
+    pub email: Email,
+    /// 8–128 characters (its `Debug` is redacted).
+    pub password: Password,
     /// Display name.
-    pub full_name: String,
+    pub full_name: FullName,
+}
+
+impl FromBody for Registration {
+    const FIELDS: &'static [&'static str] = &["username", "email", "password", "fullName"];
+
+    fn from_body(body: &mut BodyFields) -> Option<Self> {
+        let username = body.required_with("username", |raw: String| Username::parse(&raw));
+        let email = body.required_with("email", |raw: String| Email::parse(&raw));
+        let password = body.required_with("password", |raw: String| Password::parse(&raw));
+        let full_name = body.required_with("fullName", |raw: String| FullName::parse(&raw));
+        Some(Self {
+            username: username?,
+            email: email?,
+            password: password?,
+            full_name: full_name?,
+        })
+    }
 }
 
 /// `POST /api/users/login` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Username or email.
     pub username: String,
@@ -79,22 +124,24 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// Shown instead of a password by the hand-written `Debug` impls.
+impl FromBody for LoginRequest {
+    const FIELDS: &'static [&'static str] = &["username", "password"];
+
+    fn from_body(body: &mut BodyFields) -> Option<Self> {
+        let username = body.required("username");
+        let password = body.required("password");
+        Some(Self {
+            username: username?,
+            password: password?,
+        })
+    }
+}
+
+/// Shown instead of a password by the hand-written `Debug` impl.
 const REDACTED: &str = "<redacted>";
 
 // Debug by hand: a derived impl would print the plaintext password into any
 // log line or panic message that formats the request.
-impl std::fmt::Debug for RegisterRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegisterRequest")
-            .field("username", &self.username)
-            .field("email", &self.email)
-            .field("password", &REDACTED)
-            .field("full_name", &self.full_name)
-            .finish()
-    }
-}
-
 impl std::fmt::Debug for LoginRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The identifier too: users type their password into it by mistake.
@@ -105,16 +152,24 @@ impl std::fmt::Debug for LoginRequest {
     }
 }
 
-/// `PATCH /api/users/{id}` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct UpdateUserRequest {
+/// `PATCH /api/users/{id}` body, validated; at least one field is checked by the handler.
+#[derive(Debug)]
+pub struct UserChanges {
     /// New email.
-    #[serde(default)]
-    pub email: Option<String>,
+    pub email: Option<Email>,
     /// New full name.
-    #[serde(default)]
-    pub full_name: Option<String>,
+    pub full_name: Option<FullName>,
+}
+
+impl FromBody for UserChanges {
+    const FIELDS: &'static [&'static str] = &["email", "fullName"];
+
+    fn from_body(body: &mut BodyFields) -> Option<Self> {
+        Some(Self {
+            email: body.optional_with("email", |raw: String| Email::parse(&raw)),
+            full_name: body.optional_with("fullName", |raw: String| FullName::parse(&raw)),
+        })
+    }
 }
 
 /// A user as the API shows it.
@@ -155,13 +210,14 @@ impl From<RepositoryError> for ApiError {
     fn from(error: RepositoryError) -> Self {
         match error {
             RepositoryError::UsernameTaken => {
-                ApiError::conflict("username_taken", "username is already taken")
-                    .with_field("username")
+                ApiError::new(USERNAME_TAKEN, "Another user already has this username.")
+                    .with_error("username", "username is already taken")
             }
             RepositoryError::EmailTaken => {
-                ApiError::conflict("email_taken", "email is already registered").with_field("email")
+                ApiError::new(EMAIL_TAKEN, "Another user already has this email address.")
+                    .with_error("email", "email is already registered")
             }
-            RepositoryError::NotFound => ApiError::not_found("user not found"),
+            RepositoryError::NotFound => ApiError::not_found("There is no user with this id."),
             other => ApiError::internal(other),
         }
     }
@@ -170,9 +226,9 @@ impl From<RepositoryError> for ApiError {
 impl From<password::PasswordError> for ApiError {
     fn from(error: password::PasswordError) -> Self {
         match error {
-            password::PasswordError::Overloaded => ApiError::unavailable(
-                "overloaded",
-                "too many sign-ups and logins in progress; retry in a moment",
+            password::PasswordError::Overloaded => ApiError::new(
+                ProblemType::OVERLOADED,
+                "Too many sign-ups and logins are in progress; retry in a moment.",
             ),
             other => ApiError::internal(other),
         }
@@ -180,18 +236,20 @@ impl From<password::PasswordError> for ApiError {
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::unauthorized("invalid username or password")
+    ApiError::new(INVALID_CREDENTIALS, "The username or password is wrong.")
 }
 
 async fn register(
     State(state): State<ApiState>,
     correlation_id: CorrelationId,
-    Json(request): Json<RegisterRequest>,
+    Json(registration): Json<Registration>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let username = Username::parse(&request.username)?;
-    let email = Email::parse(&request.email)?;
-    let password = Password::parse(&request.password)?;
-    let full_name = FullName::parse(&request.full_name)?;
+    let Registration {
+        username,
+        email,
+        password,
+        full_name,
+    } = registration;
     let password_hash = state.hasher.hash(password).await?;
     let user = state
         .repository
@@ -256,7 +314,7 @@ fn require_access(caller: &AuthUser, id: Uuid) -> Result<(), ApiError> {
     if caller.may_access(id) {
         Ok(())
     } else {
-        Err(ApiError::forbidden("you may only access your own user"))
+        Err(ApiError::forbidden("You may only access your own user."))
     }
 }
 
@@ -270,7 +328,7 @@ async fn get_user(
         .repository
         .find(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("user not found"))?;
+        .ok_or_else(|| ApiError::not_found("There is no user with this id."))?;
     Ok(Json(user.into()))
 }
 
@@ -282,7 +340,7 @@ async fn user_exists(
     if state.repository.exists(id).await? {
         Ok(Json(serde_json::json!({ "exists": true })))
     } else {
-        Err(ApiError::not_found("user not found"))
+        Err(ApiError::not_found("There is no user with this id."))
     }
 }
 
@@ -291,21 +349,16 @@ async fn update_user(
     State(state): State<ApiState>,
     correlation_id: CorrelationId,
     Path(id): Path<Uuid>,
-    Json(request): Json<UpdateUserRequest>,
+    Json(changes): Json<UserChanges>,
 ) -> Result<Json<UserResponse>, ApiError> {
     require_access(&caller, id)?;
-    if request.email.is_none() && request.full_name.is_none() {
-        return Err(ApiError::bad_request(
-            "nothing_to_update",
-            "provide at least one of email, fullName",
+    let UserChanges { email, full_name } = changes;
+    if email.is_none() && full_name.is_none() {
+        return Err(ApiError::new(
+            NOTHING_TO_UPDATE,
+            "Provide at least one of email, fullName.",
         ));
     }
-    let email = request.email.as_deref().map(Email::parse).transpose()?;
-    let full_name = request
-        .full_name
-        .as_deref()
-        .map(FullName::parse)
-        .transpose()?;
     let user = state
         .repository
         .update(id, email, full_name, &correlation_id)
@@ -328,11 +381,11 @@ mod tests {
 
     #[test]
     fn request_debug_output_never_shows_passwords() {
-        let register = RegisterRequest {
-            username: "ada".into(),
-            email: "ada@example.com".into(),
-            password: "hunter2-secret".into(),
-            full_name: "Ada".into(),
+        let register = Registration {
+            username: Username::parse("ada").unwrap(),
+            email: Email::parse("ada@example.com").unwrap(),
+            password: Password::parse("hunter2-secret").unwrap(),
+            full_name: FullName::parse("Ada").unwrap(),
         };
         let shown = format!("{register:?}");
         assert!(!shown.contains("hunter2-secret"), "{shown}");
@@ -349,8 +402,24 @@ mod tests {
     fn saturated_password_hashing_is_a_503_overloaded() {
         let error = ApiError::from(password::PasswordError::Overloaded);
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(error.code(), "overloaded");
+        assert_eq!(error.problem(), ProblemType::OVERLOADED);
         let error = ApiError::from(password::PasswordError::Task);
         assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn every_problem_type_is_documented() {
+        let docs = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/services.md"
+        ))
+        .unwrap();
+        for problem in ProblemType::SHARED.iter().chain(PROBLEM_TYPES) {
+            assert!(
+                docs.contains(&format!("`{}`", problem.slug())),
+                "docs/services.md does not list {}",
+                problem.uri()
+            );
+        }
     }
 }

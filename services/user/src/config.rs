@@ -18,6 +18,10 @@ pub struct UserConfig {
     /// Signing key from `JWT_SIGNING_KEY` (base64 PKCS#8 Ed25519); when absent
     /// the key is generated once and kept in the database.
     pub signing_key: Option<SigningKey>,
+    /// How often the signing keys are read again from the database
+    /// (`SIGNING_KEYS_RELOAD_MS`, default 10 000): a key added or retired there is used or
+    /// dropped by every replica within this time, without a restart.
+    pub keys_reload: Duration,
     /// How long start-up waits for the database and broker (`STARTUP_TIMEOUT_SECS`, default 30).
     pub startup_timeout: Duration,
     /// JSON logs (`LOG_FORMAT=json`).
@@ -38,6 +42,7 @@ impl UserConfig {
             namespace,
             token_lifetime: Duration::from_secs(env.parse_or("TOKEN_LIFETIME_SECS", 3600u64)?),
             signing_key,
+            keys_reload: env.millis_or("SIGNING_KEYS_RELOAD_MS", Duration::from_secs(10))?,
             startup_timeout: Duration::from_secs(env.parse_or("STARTUP_TIMEOUT_SECS", 30u64)?),
             json_logs: env.optional("LOG_FORMAT").as_deref() == Some("json"),
         })

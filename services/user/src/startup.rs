@@ -54,11 +54,19 @@ impl Application {
         let pool = launch.postgres(sqlx::migrate!("./migrations")).await?;
         let lifetime =
             chrono::Duration::from_std(config.token_lifetime).unwrap_or(chrono::Duration::hours(1));
-        let issuer = keys::load_issuer(&pool, config.signing_key.clone(), lifetime).await?;
+        let issuer =
+            Arc::new(keys::load_issuer(&pool, config.signing_key.clone(), lifetime).await?);
         let verifier = TokenVerifier::fixed(&issuer.jwks());
+        if config.signing_key.is_none() {
+            let (pool, issuer, verifier) = (pool.clone(), issuer.clone(), verifier.clone());
+            let interval = config.keys_reload;
+            launch.spawn(move |shutdown| {
+                keys::keep_keys_current(pool, issuer, verifier, interval, shutdown)
+            });
+        }
         let state = ApiState {
             repository: UserRepository::new(pool.clone()),
-            issuer: Arc::new(issuer),
+            issuer,
             verifier,
             hasher: crate::password::Hasher::for_this_machine(),
         };

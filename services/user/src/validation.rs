@@ -1,7 +1,5 @@
 //! Request fields parsed into domain values at the edge: once a `Username`
-//! exists, it is valid.
-
-use silo_kit::error::ApiError;
+//! exists, it is valid. A refusal is the message the client sees for that field.
 
 /// 3–50 characters of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,22 +19,16 @@ pub struct FullName(String);
 
 impl Username {
     /// Validates `raw`.
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, String> {
         let length = raw.chars().count();
         if !(3..=50).contains(&length) {
-            return Err(ApiError::validation(
-                "username",
-                "username must be 3 to 50 characters long",
-            ));
+            return Err("username must be 3 to 50 characters long".to_string());
         }
         if !raw
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
-            return Err(ApiError::validation(
-                "username",
-                "username may contain only letters, digits, '_', '.' and '-'",
-            ));
+            return Err("username may contain only letters, digits, '_', '.' and '-'".to_string());
         }
         Ok(Self(raw.to_string()))
     }
@@ -49,9 +41,9 @@ impl Username {
 
 impl Email {
     /// Validates `raw` (surrounding whitespace is trimmed).
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, String> {
         let email = raw.trim();
-        let invalid = || ApiError::validation("email", "email is not a valid address");
+        let invalid = || "email is not a valid address".to_string();
         if email.is_empty()
             || email.len() > 254
             || email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -80,12 +72,9 @@ impl Email {
 
 impl Password {
     /// Validates `raw` (by length only; never echoed).
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, String> {
         if !(8..=128).contains(&raw.chars().count()) {
-            return Err(ApiError::validation(
-                "password",
-                "password must be 8 to 128 characters long",
-            ));
+            return Err("password must be 8 to 128 characters long".to_string());
         }
         Ok(Self(raw.to_string()))
     }
@@ -104,19 +93,13 @@ impl std::fmt::Debug for Password {
 
 impl FullName {
     /// Validates `raw` (surrounding whitespace is trimmed).
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, String> {
         let name = raw.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(ApiError::validation(
-                "fullName",
-                "fullName must be 1 to 200 characters long",
-            ));
+            return Err("fullName must be 1 to 200 characters long".to_string());
         }
         if name.chars().any(char::is_control) {
-            return Err(ApiError::validation(
-                "fullName",
-                "fullName must not contain control characters",
-            ));
+            return Err("fullName must not contain control characters".to_string());
         }
         Ok(Self(name.to_string()))
     }
@@ -140,7 +123,10 @@ mod tests {
         assert!(Username::parse(&"a".repeat(51)).is_err());
         assert!(Username::parse("ali ce").is_err());
         assert!(Username::parse("alice@x").is_err());
-        assert_eq!(Username::parse("x").unwrap_err().field(), Some("username"));
+        assert_eq!(
+            Username::parse("x").unwrap_err(),
+            "username must be 3 to 50 characters long"
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub use env_file::env_dir;
 pub use kubernetes::{TestNamespace, kube_client};
 pub use mongodb::{mongodb_url, record_skip};
 pub use nats::nats_client;
-pub use node::{apply, image, node_ip, pod_logs, wait_pod_ready, wait_pod_succeeded};
+pub use node::{
+    apply, image, image_if_built, node_ip, pod_logs, wait_pod_ready, wait_pod_succeeded,
+};
 pub use postgres::{TestDatabase, postgres_admin_url};
 pub use private_nats::PrivateNats;
 

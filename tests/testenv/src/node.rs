@@ -25,14 +25,24 @@ pub fn node_ip(test_name: &str) -> Option<String> {
 /// (`SILO_OPERATOR_IMAGE`, `SILO_POSTGRES_IMAGE`, ...), from the process environment or
 /// `target/silo-env/images.env`.
 pub fn image(var: &str) -> String {
+    image_if_built(var).unwrap_or_else(|| {
+        panic!(
+            "{var} is not in {}: run tests/images/build",
+            crate::env_dir().join("images.env").display()
+        )
+    })
+}
+
+/// Like [`image`], but `None` when no image of that variable was built (e.g. MongoDB, which
+/// `tests/images/build` cannot make from this project's package sources).
+pub fn image_if_built(var: &str) -> Option<String> {
     if let Ok(value) = std::env::var(var) {
-        return value;
+        return Some(value).filter(|v| !v.is_empty());
     }
-    let path = crate::env_dir().join("images.env");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let text = std::fs::read_to_string(crate::env_dir().join("images.env")).unwrap_or_default();
     crate::env_file::parse_exports(&text)
         .remove(var)
-        .unwrap_or_else(|| panic!("{var} is not in {}: run tests/images/build", path.display()))
+        .filter(|v| !v.is_empty())
 }
 
 /// Creates or updates `object` by server-side apply under the tests' field manager.

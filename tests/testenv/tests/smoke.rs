@@ -6,6 +6,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use silo_testenv::{TestDatabase, TestNamespace, kube_client, nats_client, unique_suffix};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[tokio::test]
@@ -176,14 +177,56 @@ async fn jetstream_publishes_and_delivers_a_message() {
         .expect("stream deleted");
 }
 
-#[test]
-fn mongodb_is_used_when_configured_and_the_skip_is_recorded_otherwise() {
-    match silo_testenv::mongodb_url("testenv::smoke::mongodb_url") {
-        Some(url) => assert!(url.starts_with("mongodb"), "unexpected MongoDB URL {url}"),
-        None => {
-            let log = silo_testenv::env_dir().join("skipped.log");
-            let text = std::fs::read_to_string(&log).expect("skip log written");
-            assert!(text.contains("testenv::smoke::mongodb_url"));
+/// The skip log `tests/run-tests` lists and counts after the suite.
+fn runner_skip_log() -> PathBuf {
+    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("../run-tests");
+    let text = std::fs::read_to_string(&runner).expect("tests/run-tests exists");
+    assert!(
+        text.contains("cat \"$SILO_ENV_DIR/skipped.log\""),
+        "tests/run-tests lists $SILO_ENV_DIR/skipped.log"
+    );
+    PathBuf::from(silo_testenv::require("SILO_ENV_DIR")).join("skipped.log")
+}
+
+/// How many skips of `test` `log` holds.
+fn skips_of(log: &Path, test: &str) -> usize {
+    let prefix = format!("SKIPPED {test}: ");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.starts_with(&prefix))
+        .count()
+}
+
+#[tokio::test]
+async fn mongodb_is_used_when_configured_and_the_skip_is_recorded_otherwise() {
+    const TEST: &str = "testenv::smoke::mongodb_url";
+    let log = runner_skip_log();
+    let before = skips_of(&log, TEST);
+    match silo_testenv::mongodb_url(TEST) {
+        Some(url) => {
+            assert_eq!(skips_of(&log, TEST), before, "nothing skipped with MongoDB");
+            let client = mongodb::Client::with_uri_str(&url)
+                .await
+                .expect("SILO_MONGODB_URL parses");
+            let status = client
+                .database("admin")
+                .run_command(mongodb::bson::doc! { "connectionStatus": 1 })
+                .await
+                .expect("the MongoDB server answers");
+            let users = status
+                .get_document("authInfo")
+                .and_then(|info| info.get_array("authenticatedUsers"))
+                .expect("connectionStatus reports the logins");
+            assert!(
+                !users.is_empty(),
+                "the login in SILO_MONGODB_URL is accepted"
+            );
         }
+        None => assert_eq!(
+            skips_of(&log, TEST),
+            before + 1,
+            "the skip is recorded once in the log tests/run-tests reads"
+        ),
     }
 }

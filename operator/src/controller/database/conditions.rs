@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use super::resolve::Isolation;
 use crate::crd::{DatabaseStatus, Endpoint};
 use crate::engine::{ProvisionReport, ServerNames};
+use crate::isolation::Assessment;
 use crate::status::{condition, types, upsert};
 use crate::validate::ValidDatabase;
 
@@ -82,7 +83,13 @@ impl Conditions {
         measured: &Measured<'_>,
         valid: &ValidDatabase,
     ) -> bool {
-        let (isolated, reason, message) = network_isolation(measured.isolation, &valid.owner);
+        let (isolated, reason, message) = match (measured.isolation, measured.reach) {
+            // A server of its own: who reaches it is measured over the cluster's policies.
+            (Isolation::Dedicated, Some(reach)) => {
+                (reach.isolated, reach.reason, reach.message.clone())
+            }
+            (isolation, _) => network_isolation(isolation, &valid.owner),
+        };
         self.set(status, types::NETWORK_ISOLATED, isolated, reason, message);
         let verified = measured.report.access_verified();
         if verified {
@@ -138,6 +145,8 @@ pub struct Measured<'a> {
     pub names: &'a ServerNames,
     /// Where clients connect.
     pub endpoint: Endpoint,
+    /// Who reaches the server's port under the NetworkPolicies present, when measured.
+    pub reach: Option<&'a Assessment>,
 }
 
 /// `NetworkIsolated`: status, reason and message for a server fenced as `isolation`.

@@ -21,9 +21,11 @@ pub use rotation::ROTATE_ANNOTATION;
 
 use super::{Context, finalizers, object_key};
 use crate::apply::apply_status;
+use crate::build::AllowedClient;
 use crate::crd::{Database, DatabaseStatus, Endpoint};
 use crate::engine::{Engine as _, EngineError, ServerNames};
 use crate::error::{Error, describe_kube_error};
+use crate::isolation::{Assessment, Expected, assess, locate};
 use crate::metrics::Phase;
 use crate::status::{condition, find, types, upsert};
 use crate::validate::{self, DEDICATED_BINDING, Placement, ValidDatabase};
@@ -235,8 +237,10 @@ async fn provision(
         status.last_rotation = Some(now.to_string());
     }
     status.rotation_token = db.annotations().get(ROTATE_ANNOTATION).cloned();
+    let reach = measure_reach(ctx, db, &valid, access.isolation);
     let measured = Measured {
         isolation: access.isolation,
+        reach: reach.as_ref(),
         report: &report,
         names: &names,
         endpoint: Endpoint {
@@ -248,6 +252,32 @@ async fn provision(
     let ready = conditions.measured(status, &measured, &valid);
     let requeue = next_check(status, valid.rotate_every, now, ctx.config.drift_interval);
     Ok(Outcome::Done { ready, requeue })
+}
+
+/// Who reaches the port of a server dedicated to `db`, over the Pods, Namespaces and
+/// NetworkPolicies watched (policies Silo did not write included); `None` for shared and
+/// external servers, whose isolation is by database privileges.
+fn measure_reach(
+    ctx: &Context,
+    db: &Database,
+    valid: &ValidDatabase,
+    isolation: resolve::Isolation,
+) -> Option<Assessment> {
+    if isolation != resolve::Isolation::Dedicated {
+        return None;
+    }
+    let view = ctx.caches.cluster()?;
+    let owner = AllowedClient {
+        namespace: db.namespace().unwrap_or_default(),
+        owner: valid.owner.clone(),
+    };
+    let expected = Expected {
+        owner: &owner,
+        operator_namespace: &ctx.config.operator_namespace,
+        access_verified: None,
+    };
+    let location = locate(db, None, std::iter::empty());
+    Some(assess(&view.cluster(), &location, &expected))
 }
 
 /// The names on the server, recorded in `status` with what the Database is bound to on the

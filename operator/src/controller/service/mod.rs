@@ -13,27 +13,25 @@ mod resolve;
 mod triggers;
 mod validate;
 
-use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service as KubeService, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::core::v1::{Service as KubeService, ServiceAccount};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 pub use conditions::types;
 pub use context::{ServiceContext, Stores};
 pub use error::ServiceError;
+pub use triggers::trim_pod;
 
+use super::cluster_view::{ClusterEvents, ClusterView, watched};
 use super::triggers::trim;
 use super::{Context, object_key, wait_for};
 use crate::apply::apply_status;
@@ -278,25 +276,6 @@ where
     }
 }
 
-/// A watch of `api` feeding a store of its objects (reduced by `trim`), and its events.
-fn watched<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    trim: fn(&mut K),
-) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let (store, writer) = reflector::store();
-    let events = watcher(api, config)
-        .default_backoff()
-        .modify(trim)
-        .reflect(writer)
-        .touched_objects()
-        .boxed();
-    (store, events)
-}
-
 /// The watch of Services: it fills `writer`'s store, tells `wake` which other Services a
 /// change concerns, and yields the Services whose intent changed.
 fn service_events(
@@ -319,8 +298,15 @@ fn service_events(
         .predicate_filter(triggers::service_intent, Default::default())
 }
 
-/// Runs the Service controller until `shutdown` turns true.
-pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
+/// Runs the Service controller until `shutdown` turns true. `view` is filled by `events`,
+/// which this controller polls; the namespace of every NetworkPolicy change goes to
+/// `policy_namespaces` (the Database controller re-measures the databases there).
+pub async fn run(
+    ctx: Arc<Context>,
+    (view, events): (ClusterView, ClusterEvents),
+    policy_namespaces: mpsc::UnboundedSender<String>,
+    shutdown: watch::Receiver<bool>,
+) {
     let client = ctx.client.clone();
     let scope = ctx.config.namespace.clone();
     let scope = scope.as_deref();
@@ -334,12 +320,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
         watched::<KubeService>(scoped(&client, scope), owned(), trim);
     let (databases, database_events) =
         watched::<Database>(scoped(&client, scope), everything(), trim);
-    let (policies, policy_events) =
-        watched::<NetworkPolicy>(Api::all(client.clone()), everything(), trim);
-    let (pods, pod_events) =
-        watched::<Pod>(Api::all(client.clone()), everything(), triggers::trim_pod);
-    let (namespaces, namespace_events) =
-        watched::<Namespace>(Api::all(client.clone()), everything(), trim);
+    let ClusterEvents {
+        policies: policy_events,
+        pods: pod_events,
+        namespaces: namespace_events,
+    } = events;
+    let policy_events = policy_events.inspect_ok(move |policy| {
+        let _ = policy_namespaces.send(policy.namespace().unwrap_or_default());
+    });
     let (services, service_writer) = reflector::store();
     let (wake, mut woken) = mpsc::unbounded_channel();
     let service_stream = service_events(
@@ -354,9 +342,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
         deployments,
         accounts,
         kube_services,
-        policies,
-        pods,
-        namespaces,
+        policies: view.policies,
+        pods: view.pods,
+        namespaces: view.namespaces,
     };
     let service_ctx = Arc::new(ServiceContext::new(ctx.clone(), stores.clone()));
     let for_databases = services.clone();

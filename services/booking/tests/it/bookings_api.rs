@@ -1,7 +1,8 @@
 //! booking-service's endpoints, one behaviour per test, including every client error.
 
 use crate::support::{
-    BookingUnderTest, booking_body, eventually, forged_token_for, json, stream_events,
+    BookingUnderTest, booking_body, eventually, fields_of, forged_token_for, json, problem,
+    stream_events,
 };
 use silo_kit::events::StreamKind;
 use std::time::Duration;
@@ -50,16 +51,32 @@ async fn creating_requires_a_valid_token() {
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        "Bearer realm=\"silo\""
+    );
     let (status, body) = json(missing).await;
     assert_eq!(status, 401);
-    assert_eq!(body["error"]["code"], "unauthorized");
-    for token in [
-        t.users.expired_token_for(user.id),
-        forged_token_for(user.id),
-        "not-a-jwt".to_string(),
+    assert_eq!(body["type"], problem("unauthenticated"));
+    for (token, reason) in [
+        (t.users.expired_token_for(user.id), "the token has expired"),
+        (
+            forged_token_for(user.id),
+            "the token is signed by a key user-service does not publish",
+        ),
+        ("not-a-jwt".to_string(), "the token is not a valid JWT"),
     ] {
-        let (status, body) = json(t.create(&token, booking_body("10")).await).await;
+        let response = t.create(&token, booking_body("10")).await;
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            format!(
+                "Bearer realm=\"silo\", error=\"invalid_token\", error_description=\"{reason}\""
+            )
+        );
+        let (status, body) = json(response).await;
         assert_eq!(status, 401, "{token}: {body}");
+        assert_eq!(body["type"], problem("invalid-token"));
+        assert_eq!(body["detail"], reason);
     }
 }
 
@@ -103,8 +120,14 @@ async fn invalid_fields_are_refused_naming_the_field_and_nothing_is_stored() {
     ] {
         let (status, error) = json(t.create(&token, body.clone()).await).await;
         assert_eq!(status, 400, "{body}");
-        assert_eq!(error["error"]["field"], field, "{body}: {error}");
+        assert_eq!(error["type"], problem("validation-failed"), "{error}");
+        assert_eq!(fields_of(&error), [field], "{body}: {error}");
     }
+    assert_nothing_stored(&t).await;
+}
+
+/// No booking and no outbox record exist.
+async fn assert_nothing_stored(t: &BookingUnderTest) {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings")
         .fetch_one(t.app.pool())
         .await
@@ -115,6 +138,81 @@ async fn invalid_fields_are_refused_naming_the_field_and_nothing_is_stored() {
         .await
         .unwrap();
     assert_eq!(outbox, 0);
+}
+
+#[tokio::test]
+async fn every_invalid_field_is_listed_at_once_in_plain_words() {
+    let t = BookingUnderTest::start().await;
+    let (_, token) = t.users.add_user("ada@example.com");
+    let body = serde_json::json!({
+        "eventName": 7, "ticketCount": "two", "totalAmount": "12,50", "seats": [1, 2]
+    });
+    let (status, error) = json(t.create(&token, body).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error,
+        serde_json::json!({
+            "type": problem("validation-failed"),
+            "title": "Invalid request",
+            "status": 400,
+            "detail": "The request has 4 invalid fields: seats, eventName, ticketCount, totalAmount.",
+            "errors": [
+                {"field": "seats", "message": "seats is not a field this endpoint accepts (it accepts: eventName, ticketCount, totalAmount, currency)"},
+                {"field": "eventName", "message": "eventName must be a string"},
+                {"field": "ticketCount", "message": "ticketCount must be a whole number"},
+                {"field": "totalAmount", "message": "totalAmount must be a decimal number such as 12.50, as a JSON number or a string, of at most 28 digits"},
+            ],
+        })
+    );
+    assert_nothing_stored(&t).await;
+}
+
+#[tokio::test]
+async fn a_json_array_is_not_a_booking() {
+    let t = BookingUnderTest::start().await;
+    let (_, token) = t.users.add_user("ada@example.com");
+    let body = serde_json::json!(["Array Event", 1, "5.00", "EUR"]);
+    let (status, error) = json(t.create(&token, body).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["type"], problem("body-not-object"));
+    assert_eq!(
+        error["detail"],
+        "The request body must be a JSON object, not an array."
+    );
+    assert_nothing_stored(&t).await;
+}
+
+#[tokio::test]
+async fn amounts_are_exact_decimals_whether_numbers_or_strings() {
+    let t = BookingUnderTest::start().await;
+    let (_, token) = t.users.add_user("ada@example.com");
+    let send = |amount: &str| {
+        t.http
+            .post(t.url("/api/bookings"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"eventName":"Concert","ticketCount":1,"totalAmount":{amount}}}"#
+            ))
+            .send()
+    };
+    for (amount, stored) in [
+        ("12.5", "12.50"),
+        ("\"12.5\"", "12.50"),
+        ("1250e-2", "12.50"),
+        ("9999999999.99", "9999999999.99"),
+    ] {
+        let (status, body) = json(send(amount).await.unwrap()).await;
+        assert_eq!(status, 201, "{amount}: {body}");
+        assert_eq!(body["totalAmount"], stored, "{amount}");
+    }
+    // As a double this is exactly 1.0; read from its digits it has 16 decimals.
+    let (status, body) = json(send("1.0000000000000001").await.unwrap()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "totalAmount must have at most 2 decimal places"
+    );
 }
 
 #[tokio::test]
@@ -136,23 +234,24 @@ async fn malformed_json_wrong_content_type_and_oversized_bodies_are_refused() {
     )
     .await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("malformed_json"))
+        (status, body["type"].as_str()),
+        (400, Some(problem("malformed-json").as_str()))
     );
-    let (status, _) = json(
+    let (status, body) = json(
         send(booking_body("1").to_string(), "text/plain")
             .await
             .unwrap(),
     )
     .await;
     assert_eq!(status, 415);
+    assert_eq!(body["type"], problem("unsupported-media-type"));
     let huge = serde_json::json!({
         "eventName": "x".repeat(100_000), "ticketCount": 1, "totalAmount": 1
     });
     let (status, body) = json(send(huge.to_string(), "application/json").await.unwrap()).await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (413, Some("payload_too_large"))
+        (status, body["type"].as_str()),
+        (413, Some(problem("payload-too-large").as_str()))
     );
 }
 
@@ -162,7 +261,7 @@ async fn a_token_for_a_user_that_does_not_exist_is_refused() {
     let token = t.users.token_for(Uuid::new_v4(), &["user"]);
     let (status, body) = json(t.create(&token, booking_body("10")).await).await;
     assert_eq!(status, 422);
-    assert_eq!(body["error"]["code"], "unknown_user");
+    assert_eq!(body["type"], problem("unknown-user"));
 }
 
 #[tokio::test]
@@ -183,9 +282,9 @@ async fn an_unknown_user_gets_503_while_user_service_is_unreachable() {
 
     let (status, body) = json(t.create(&unknown_token, booking_body("10")).await).await;
     assert_eq!(status, 503);
-    assert_eq!(body["error"]["code"], "user_service_unavailable");
+    assert_eq!(body["type"], problem("user-service-unavailable"));
     assert!(
-        body["error"]["message"]
+        body["detail"]
             .as_str()
             .unwrap()
             .contains("user-service is unreachable")
@@ -211,14 +310,17 @@ async fn a_booking_is_visible_to_its_owner_and_admins_only() {
     assert_eq!(t.get(&admin, &path).await.status(), 200);
     let (status, body) = json(t.get(&other, &path).await).await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("not_found"))
+        (status, body["type"].as_str()),
+        (404, Some(problem("not-found").as_str()))
     );
     let unknown = format!("/api/bookings/{}", Uuid::new_v4());
     assert_eq!(t.get(&owner, &unknown).await.status(), 404);
+    let (status, body) = json(t.get(&owner, "/api/bookings/not-a-uuid").await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["type"], problem("validation-failed"));
     assert_eq!(
-        t.get(&owner, "/api/bookings/not-a-uuid").await.status(),
-        400
+        body["errors"],
+        serde_json::json!([{"field": "id", "message": "the path parameter id must be a UUID"}])
     );
     let anonymous = t.http.get(t.url(&path)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
@@ -276,25 +378,37 @@ async fn listing_filters_by_status_and_only_admins_list_other_users() {
     let others = format!("/api/bookings?userId={}", owner_user.id);
     let (status, body) = json(t.get(&other, &others).await).await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("forbidden"))
+        (status, body["type"].as_str()),
+        (403, Some(problem("forbidden").as_str()))
     );
     let (status, page) = json(t.get(&admin, &others).await).await;
     assert_eq!(status, 200);
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
 
-    for (query, field) in [
-        ("status=LOST", Some("status")),
-        ("limit=0", Some("limit")),
-        ("limit=101", Some("limit")),
-        ("cursor=garbage", Some("cursor")),
+    for (query, fields) in [
+        ("status=LOST", vec!["status"]),
+        ("limit=0", vec!["limit"]),
+        ("limit=101", vec!["limit"]),
+        ("limit=ten", vec!["limit"]),
+        ("cursor=garbage", vec!["cursor"]),
+        ("userId=xyz", vec!["userId"]),
+        ("colour=red", vec!["colour"]),
+        (
+            "limit=x&status=LOST&cursor=garbage",
+            vec!["status", "limit", "cursor"],
+        ),
     ] {
         let (status, body) = json(t.get(&owner, &format!("/api/bookings?{query}")).await).await;
         assert_eq!(status, 400, "{query}");
-        assert_eq!(body["error"]["field"].as_str(), field, "{query}: {body}");
+        assert_eq!(body["type"], problem("validation-failed"), "{query}");
+        assert_eq!(fields_of(&body), fields, "{query}: {body}");
+        assert!(!body.to_string().contains("invalid digit"), "{body}");
     }
-    let (status, _) = json(t.get(&owner, "/api/bookings?colour=red").await).await;
+    let (status, body) = json(t.get(&owner, "/api/bookings?limit=ten").await).await;
     assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["message"], "limit must be a whole number");
+    let (status, _) = json(t.get(&owner, "/api/bookings?limit=&cursor=").await).await;
+    assert_eq!(status, 200, "empty parameters count as absent");
 }
 
 #[tokio::test]
@@ -338,8 +452,8 @@ async fn only_the_owner_cancels_and_only_while_pending() {
     assert_eq!(cancelled["cancellationReason"], "cancelled by the user");
     let (status, body) = json(t.post_empty(&owner, &path).await).await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("booking_not_pending"))
+        (status, body["type"].as_str()),
+        (409, Some(problem("booking-not-pending").as_str()))
     );
     let unknown = format!("/api/bookings/{}/cancel", Uuid::new_v4());
     assert_eq!(t.post_empty(&owner, &unknown).await.status(), 404);

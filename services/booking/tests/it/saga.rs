@@ -32,6 +32,7 @@ impl System {
             namespace: namespace.clone(),
             token_lifetime: Duration::from_secs(3600),
             signing_key: None,
+            keys_reload: Duration::from_secs(10),
             startup_timeout: Duration::from_secs(30),
             json_logs: false,
         })

@@ -30,6 +30,7 @@ pub fn base_config(database_url: &str, broker_url: &str) -> BaseConfig {
         listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: Secret::new(database_url),
         broker_url: Secret::new(broker_url),
+        server: silo_kit::server::ServerLimits::default(),
     }
 }
 
@@ -125,10 +126,7 @@ impl UserServiceStandIn {
                         if users.lock().unwrap().contains_key(&id) {
                             (StatusCode::OK, Json(serde_json::json!({ "exists": true })))
                         } else {
-                            (
-                                StatusCode::NOT_FOUND,
-                                Json(serde_json::json!({ "error": {} })),
-                            )
+                            (StatusCode::NOT_FOUND, user_not_found())
                         }
                     },
                 ),
@@ -146,10 +144,7 @@ impl UserServiceStandIn {
                                     "createdAt": Utc::now(),
                                 })),
                             ),
-                            None => (
-                                StatusCode::NOT_FOUND,
-                                Json(serde_json::json!({ "error": {} })),
-                            ),
+                            None => (StatusCode::NOT_FOUND, user_not_found()),
                         }
                     },
                 ),
@@ -299,6 +294,30 @@ impl BookingUnderTest {
 /// A valid create-booking body.
 pub fn booking_body(amount: &str) -> serde_json::Value {
     serde_json::json!({ "eventName": "Concert", "ticketCount": 2, "totalAmount": amount })
+}
+
+/// user-service's 404 for an unknown user.
+fn user_not_found() -> axum::Json<serde_json::Value> {
+    let problem = silo_kit::error::ApiError::not_found("There is no user with this id.");
+    axum::Json(serde_json::to_value(problem.to_problem()).unwrap_or_default())
+}
+
+/// The type URI of the problem `slug`.
+pub fn problem(slug: &str) -> String {
+    format!("https://silo.dev/problems/{slug}")
+}
+
+/// The fields a problem's `errors` name, in order.
+pub fn fields_of(problem: &serde_json::Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Status and JSON body of a response.

@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::{PoisonError, RwLock};
 use uuid::Uuid;
 
 /// A key could not be loaded or a token could not be signed.
@@ -124,11 +125,18 @@ impl SigningKey {
     }
 }
 
-/// Issues tokens with the current key; publishes current and previous keys.
+/// The keys of a [`TokenIssuer`]: the one it signs with and the older ones still published.
 #[derive(Debug, Clone)]
-pub struct TokenIssuer {
+struct KeySet {
     current: SigningKey,
     previous: Vec<SigningKey>,
+}
+
+/// Issues tokens with the current key; publishes current and previous keys. The keys can be
+/// replaced while it runs ([`Self::replace_keys`]): a rotation needs no restart.
+#[derive(Debug)]
+pub struct TokenIssuer {
+    keys: RwLock<KeySet>,
     lifetime: Duration,
 }
 
@@ -136,10 +144,34 @@ impl TokenIssuer {
     /// Issues with `current`; `previous` keys stay published so their tokens verify until expiry.
     pub fn new(current: SigningKey, previous: Vec<SigningKey>, lifetime: Duration) -> Self {
         Self {
-            current,
-            previous,
+            keys: RwLock::new(KeySet { current, previous }),
             lifetime,
         }
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Signs with `current` from now on and publishes `current` and `previous` only; returns
+    /// whether anything changed.
+    pub fn replace_keys(&self, current: SigningKey, previous: Vec<SigningKey>) -> bool {
+        let kids = |set: &KeySet| -> Vec<String> {
+            std::iter::once(&set.current)
+                .chain(&set.previous)
+                .map(|key| key.kid.clone())
+                .collect()
+        };
+        let next = KeySet { current, previous };
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = kids(&keys) != kids(&next);
+        *keys = next;
+        changed
+    }
+
+    /// The kid tokens are signed with now.
+    pub fn current_kid(&self) -> String {
+        self.keys().current.kid.clone()
     }
 
     /// A token for `user_id` with `roles`, and its expiry.
@@ -157,19 +189,20 @@ impl TokenIssuer {
             iat: now.timestamp(),
             iss: ISSUER.to_string(),
         };
-        Ok((self.current.sign(&claims)?, expires_at))
+        Ok((self.sign(&claims)?, expires_at))
     }
 
     /// Signs arbitrary claims with the current key (tests use it for expired tokens).
     pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
-        self.current.sign(claims)
+        self.keys().current.sign(claims)
     }
 
     /// The JWKS document.
     pub fn jwks(&self) -> Jwks {
+        let keys = self.keys();
         Jwks {
-            keys: std::iter::once(&self.current)
-                .chain(&self.previous)
+            keys: std::iter::once(&keys.current)
+                .chain(&keys.previous)
                 .map(SigningKey::public_jwk)
                 .collect(),
         }

@@ -9,14 +9,14 @@
 pub mod keys;
 pub mod verifier;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemType};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use keys::{Jwk, Jwks, SigningKey, TokenIssuer};
-pub use verifier::TokenVerifier;
+pub use verifier::{RefreshPolicy, TokenVerifier};
 
 /// The `iss` claim of every token.
 pub const ISSUER: &str = "silo-user-service";
@@ -63,16 +63,26 @@ pub enum AuthError {
 }
 
 impl From<AuthError> for ApiError {
+    /// 401 `unauthenticated` without a token, 401 `invalid-token` (and a bearer
+    /// challenge with `error="invalid_token"`) for a rejected one, 503
+    /// `auth-unavailable` when the keys to check it cannot be fetched.
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::KeysUnavailable => ApiError::unavailable(
-                "auth_unavailable",
-                "cannot verify the token right now: user-service is unreachable",
+            AuthError::KeysUnavailable => ApiError::new(
+                ProblemType::AUTH_UNAVAILABLE,
+                "The token cannot be verified right now: user-service is unreachable. Retry shortly.",
             ),
-            AuthError::MissingToken => {
-                ApiError::unauthorized("an Authorization: Bearer <token> header is required")
+            AuthError::MissingToken => ApiError::unauthenticated(
+                "This endpoint needs an Authorization: Bearer <token> header; log in to get a token.",
+            ),
+            AuthError::Malformed => ApiError::invalid_token("the token is not a valid JWT"),
+            AuthError::UnknownKey => ApiError::invalid_token(
+                "the token is signed by a key user-service does not publish",
+            ),
+            AuthError::Expired => ApiError::invalid_token("the token has expired"),
+            AuthError::Invalid => {
+                ApiError::invalid_token("the token's signature, issuer or claims are not valid")
             }
-            other => ApiError::unauthorized(other.to_string()),
         }
     }
 }
@@ -114,8 +124,12 @@ fn bearer_token(parts: &Parts) -> Result<&str, AuthError> {
         .get(axum::http::header::AUTHORIZATION)
         .ok_or(AuthError::MissingToken)?;
     let value = header.to_str().map_err(|_| AuthError::Malformed)?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    // Credentials of another scheme (Basic, ...) are no bearer token at all.
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::MissingToken);
+    }
+    if token.trim().is_empty() {
         return Err(AuthError::Malformed);
     }
     Ok(token.trim())
@@ -133,5 +147,113 @@ where
         let verifier = TokenVerifier::from_ref(state);
         let claims = verifier.verify(token).await?;
         Ok(claims.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// A route that needs a token, verified against `issuer`'s keys.
+    fn app(issuer: &TokenIssuer) -> Router {
+        Router::new()
+            .route(
+                "/me",
+                get(|caller: AuthUser| async move { caller.id.to_string() }),
+            )
+            .with_state(TokenVerifier::fixed(&issuer.jwks()))
+    }
+
+    async fn call(
+        issuer: &TokenIssuer,
+        authorization: Option<String>,
+    ) -> (StatusCode, String, serde_json::Value) {
+        let mut request = Request::get("/me");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let response = app(issuer)
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (
+            status,
+            challenge,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+        )
+    }
+
+    fn issuer() -> TokenIssuer {
+        TokenIssuer::new(SigningKey::generate(), vec![], chrono::Duration::hours(1))
+    }
+
+    fn token(issuer: &TokenIssuer, expires_in_secs: i64) -> String {
+        let now = chrono::Utc::now().timestamp();
+        issuer
+            .sign(&Claims {
+                sub: Uuid::new_v4(),
+                roles: vec![],
+                exp: now + expires_in_secs,
+                iat: now,
+                iss: ISSUER.to_string(),
+            })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn no_token_is_a_401_challenge_without_an_error_code() {
+        let issuer = issuer();
+        for authorization in [None, Some("Basic YWRhOnNlY3JldA==".to_string())] {
+            let (status, challenge, body) = call(&issuer, authorization).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert_eq!(challenge, "Bearer realm=\"silo\"");
+            assert_eq!(body["type"], "https://silo.dev/problems/unauthenticated");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_is_a_401_invalid_token_challenge() {
+        let issuer = issuer();
+        let expired = token(&issuer, -3600);
+        let forged = token(&self::issuer(), 3600);
+        for (token, reason) in [
+            (expired, "the token has expired"),
+            (
+                forged,
+                "the token is signed by a key user-service does not publish",
+            ),
+            ("not-a-jwt".to_string(), "the token is not a valid JWT"),
+            (String::new(), "the token is not a valid JWT"),
+        ] {
+            let (status, challenge, body) = call(&issuer, Some(format!("Bearer {token}"))).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{token}");
+            assert_eq!(
+                challenge,
+                format!(
+                    "Bearer realm=\"silo\", error=\"invalid_token\", error_description=\"{reason}\""
+                )
+            );
+            assert_eq!(body["type"], "https://silo.dev/problems/invalid-token");
+            assert_eq!(body["detail"], reason);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_passes() {
+        let issuer = issuer();
+        let (status, _, _) = call(&issuer, Some(format!("Bearer {}", token(&issuer, 3600)))).await;
+        assert_eq!(status, StatusCode::OK);
     }
 }

@@ -13,14 +13,42 @@ use tokio::sync::{Mutex, RwLock};
 /// must not turn into a request flood against user-service).
 pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How long fetched keys are trusted before they are fetched again by default: a key
+/// user-service retires stops verifying within this time.
+pub const DEFAULT_KEYS_TTL: Duration = Duration::from_secs(60);
+
+/// Seconds a token is still accepted after its `exp` (clock skew between replicas).
+pub const EXPIRY_LEEWAY_SECS: u64 = 1;
+
+/// The largest JWKS body read (a handful of keys is a few hundred bytes).
+pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+
 /// The path user-service serves its JWKS at.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// When a remote verifier fetches the JWKS again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// Keys older than this are fetched again before a token is checked.
+    pub ttl: Duration,
+    /// At most one fetch per this interval, whatever triggers it (an unknown `kid`, the TTL).
+    pub min_interval: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            ttl: DEFAULT_KEYS_TTL,
+            min_interval: DEFAULT_MIN_REFRESH_INTERVAL,
+        }
+    }
+}
 
 enum KeySource {
     Remote {
         url: String,
         http: reqwest::Client,
-        min_refresh_interval: Duration,
+        policy: RefreshPolicy,
     },
     Fixed,
 }
@@ -32,6 +60,8 @@ struct Inner {
     /// are rate-limited too, or an outage of user-service turns every request
     /// with a token into a fetch against it.
     last_fetch: Mutex<Option<(Instant, bool)>>,
+    /// When the keys in use were last fetched successfully.
+    fetched_at: std::sync::Mutex<Option<Instant>>,
     validation: Validation,
 }
 
@@ -49,7 +79,7 @@ impl std::fmt::Debug for TokenVerifier {
 
 fn validation() -> Validation {
     let mut validation = Validation::new(Algorithm::EdDSA);
-    validation.leeway = 5;
+    validation.leeway = EXPIRY_LEEWAY_SECS;
     validation.set_issuer(&[ISSUER]);
     validation.set_required_spec_claims(&["exp", "sub", "iss"]);
     validation
@@ -70,7 +100,7 @@ fn decoding_keys(jwks: &Jwks) -> HashMap<String, DecodingKey> {
 impl TokenVerifier {
     /// Verifies with keys fetched from `{user_service_url}/.well-known/jwks.json`.
     pub fn remote(user_service_url: &str) -> Self {
-        Self::remote_with_refresh_interval(user_service_url, DEFAULT_MIN_REFRESH_INTERVAL)
+        Self::remote_with_policy(user_service_url, RefreshPolicy::default())
     }
 
     /// Like [`remote`](Self::remote), refetching at most once per `min_refresh_interval`.
@@ -78,24 +108,31 @@ impl TokenVerifier {
         user_service_url: &str,
         min_refresh_interval: Duration,
     ) -> Self {
+        let policy = RefreshPolicy {
+            min_interval: min_refresh_interval,
+            ..RefreshPolicy::default()
+        };
+        Self::remote_with_policy(user_service_url, policy)
+    }
+
+    /// Like [`remote`](Self::remote), refreshing as `policy` says.
+    pub fn remote_with_policy(user_service_url: &str, policy: RefreshPolicy) -> Self {
         let url = format!("{}{JWKS_PATH}", user_service_url.trim_end_matches('/'));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()
             .unwrap_or_default();
-        Self::with_source(
-            KeySource::Remote {
-                url,
-                http,
-                min_refresh_interval,
-            },
-            HashMap::new(),
-        )
+        Self::with_source(KeySource::Remote { url, http, policy }, HashMap::new())
     }
 
     /// Verifies with a fixed key set (user-service verifying its own tokens).
     pub fn fixed(jwks: &Jwks) -> Self {
         Self::with_source(KeySource::Fixed, decoding_keys(jwks))
+    }
+
+    /// Verifies with `jwks` from now on (a fixed verifier whose issuer's keys changed).
+    pub async fn replace_keys(&self, jwks: &Jwks) {
+        *self.inner.keys.write().await = decoding_keys(jwks);
     }
 
     fn with_source(source: KeySource, keys: HashMap<String, DecodingKey>) -> Self {
@@ -104,6 +141,7 @@ impl TokenVerifier {
                 source,
                 keys: RwLock::new(keys),
                 last_fetch: Mutex::new(None),
+                fetched_at: std::sync::Mutex::new(None),
                 validation: validation(),
             }),
         }
@@ -116,6 +154,7 @@ impl TokenVerifier {
             return Err(AuthError::Invalid);
         }
         let kid = header.kid.ok_or(AuthError::Malformed)?;
+        self.refresh_if_stale().await;
         let key = match self.cached(&kid).await {
             Some(key) => key,
             None => {
@@ -139,16 +178,29 @@ impl TokenVerifier {
         self.inner.keys.read().await.get(kid).cloned()
     }
 
+    /// Fetches the keys again once they are older than the TTL. A failure keeps the keys in
+    /// use (user-service briefly unreachable must not reject every token); it is logged, and
+    /// retried at most once per minimum interval.
+    async fn refresh_if_stale(&self) {
+        let KeySource::Remote { policy, .. } = &self.inner.source else {
+            return;
+        };
+        let fetched_at = *self
+            .inner
+            .fetched_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if fetched_at.is_some_and(|at| at.elapsed() >= policy.ttl) {
+            let _ = self.refresh().await;
+        }
+    }
+
     /// Refetches the JWKS unless it was fetched within the minimum refresh interval.
     async fn refresh(&self) -> Result<(), AuthError> {
-        let KeySource::Remote {
-            url,
-            http,
-            min_refresh_interval,
-        } = &self.inner.source
-        else {
+        let KeySource::Remote { url, http, policy } = &self.inner.source else {
             return Ok(());
         };
+        let min_refresh_interval = &policy.min_interval;
         // One fetch at a time; callers that waited reuse its result.
         let mut last_fetch = self.inner.last_fetch.lock().await;
         if let Some((at, succeeded)) = *last_fetch
@@ -160,15 +212,15 @@ impl TokenVerifier {
                 Err(AuthError::KeysUnavailable)
             };
         }
-        let fetched = async {
-            let response = http.get(url).send().await?.error_for_status()?;
-            response.json::<Jwks>().await
-        }
-        .await;
-        match fetched {
+        match fetch_jwks(http, url).await {
             Ok(jwks) => {
                 *self.inner.keys.write().await = decoding_keys(&jwks);
                 *last_fetch = Some((Instant::now(), true));
+                *self
+                    .inner
+                    .fetched_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
                 Ok(())
             }
             Err(error) => {
@@ -178,6 +230,24 @@ impl TokenVerifier {
             }
         }
     }
+}
+
+/// The JWKS at `url`, read up to [`MAX_JWKS_BYTES`].
+async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Jwks, String> {
+    let mut response = http
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("the JWKS is not a key set: {e}"))
 }
 
 #[cfg(test)]

@@ -221,6 +221,48 @@ struct Drained {
     more: bool,
 }
 
+/// The `error` label of `silo_outbox_failures_total` for a wake-up that could not be
+/// subscribed to or was lost.
+pub const WAKE_UP_FAILURE: &str = "WakeUp";
+
+/// When the relay may subscribe to its store's wake-ups again: each failure (to subscribe, or
+/// a signal lost) doubles the wait, from `min` up to `max`; a wake-up received resets it.
+#[derive(Debug)]
+struct WakeBackoff {
+    min: Duration,
+    max: Duration,
+    delay: Duration,
+    not_before: Option<Instant>,
+}
+
+impl WakeBackoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            delay: min,
+            not_before: None,
+        }
+    }
+
+    fn may_subscribe(&self, now: Instant) -> bool {
+        self.not_before.is_none_or(|at| now >= at)
+    }
+
+    /// Records a failure at `now`; returns how long until the next subscription.
+    fn failed(&mut self, now: Instant) -> Duration {
+        let wait = self.delay;
+        self.not_before = Some(now + wait);
+        self.delay = (self.delay * 2).min(self.max);
+        wait
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = self.min;
+        self.not_before = None;
+    }
+}
+
 /// Batches one pass publishes in a row before the relay reads its wake-ups
 /// (unread notifications would otherwise pile up in PostgreSQL's queue while a
 /// sustained load keeps the pass going).
@@ -258,15 +300,18 @@ impl<S: OutboxStore> Relay<S> {
     pub async fn run(self, shutdown: Shutdown) {
         let mut signal: Option<S::Signal> = None;
         let mut backoff = self.config.backoff_min;
+        let mut wake = WakeBackoff::new(self.config.backoff_min, self.config.backoff_max);
         loop {
             if shutdown.is_triggered() {
                 break;
             }
-            if signal.is_none() {
+            if signal.is_none() && wake.may_subscribe(Instant::now()) {
                 match self.store.wake_signal().await {
                     Ok(subscribed) => signal = Some(subscribed),
                     Err(error) => {
-                        tracing::warn!(error = %error, "outbox wake-up unavailable; polling")
+                        let retry_in = wake.failed(Instant::now());
+                        self.metrics.count_outbox_failure(WAKE_UP_FAILURE);
+                        tracing::warn!(error = %error, retry_in_ms = retry_in.as_millis() as u64, "outbox wake-up unavailable; polling")
                     }
                 }
             }
@@ -307,12 +352,17 @@ impl<S: OutboxStore> Relay<S> {
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
-                result = woken => {
-                    if let Err(error) = result {
-                        tracing::warn!(error = %error, "outbox wake-up signal lost; re-subscribing");
+                result = woken => match result {
+                    Ok(()) => wake.succeeded(),
+                    Err(error) => {
+                        // A signal that fails at once after every subscription must not turn
+                        // into a subscribe loop: the next subscription waits, doubling.
+                        let retry_in = wake.failed(Instant::now());
+                        self.metrics.count_outbox_failure(WAKE_UP_FAILURE);
+                        tracing::warn!(error = %error, retry_in_ms = retry_in.as_millis() as u64, "outbox wake-up signal lost; re-subscribing later, polling meanwhile");
                         signal = None;
                     }
-                }
+                },
                 _ = tokio::time::sleep(next_pass) => {}
             }
         }
@@ -598,6 +648,25 @@ impl<S: OutboxStore> Relay<S> {
 mod tests {
     use super::*;
     use std::cell::Cell;
+
+    #[test]
+    fn wake_up_failures_back_off_doubling_to_the_cap_and_a_wake_up_resets() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_millis(350));
+        let mut wake = WakeBackoff::new(min, max);
+        let start = Instant::now();
+        assert!(wake.may_subscribe(start));
+        let waits: Vec<Duration> = (0..4).map(|_| wake.failed(start)).collect();
+        assert_eq!(
+            waits,
+            [100, 200, 350, 350].map(Duration::from_millis).to_vec()
+        );
+        // The last failure's wait is in force: no subscription before it ends.
+        assert!(!wake.may_subscribe(start + Duration::from_millis(349)));
+        assert!(wake.may_subscribe(start + Duration::from_millis(350)));
+        wake.succeeded();
+        assert!(wake.may_subscribe(start));
+        assert_eq!(wake.failed(start), min);
+    }
 
     fn empty_outcome() -> BatchOutcome {
         BatchOutcome {

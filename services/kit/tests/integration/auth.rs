@@ -2,7 +2,8 @@
 
 use axum::Router;
 use axum::routing::get;
-use silo_kit::auth::{AuthError, Jwks, SigningKey, TokenIssuer, TokenVerifier};
+use silo_kit::auth::verifier::MAX_JWKS_BYTES;
+use silo_kit::auth::{AuthError, Jwks, RefreshPolicy, SigningKey, TokenIssuer, TokenVerifier};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,4 +85,45 @@ async fn failed_key_fetches_are_rate_limited_too() {
         );
     }
     assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_key_user_service_no_longer_publishes_stops_verifying_after_the_ttl() {
+    let retired = issuer();
+    let keys = Arc::new(Mutex::new(retired.jwks()));
+    let url = serve_jwks(keys.clone()).await;
+    let policy = RefreshPolicy {
+        ttl: Duration::from_millis(100),
+        min_interval: Duration::ZERO,
+    };
+    let verifier = TokenVerifier::remote_with_policy(&url, policy);
+    let (token, _) = retired.issue(Uuid::new_v4(), &[]).unwrap();
+    verifier.verify(&token).await.unwrap();
+    // Retired: the JWKS holds only another key now. Within the TTL the cached key still
+    // verifies; after it, the keys are fetched again and the token names an unknown key.
+    *keys.lock().unwrap() = issuer().jwks();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(verifier.verify(&token).await, Err(AuthError::UnknownKey));
+}
+
+#[tokio::test]
+async fn a_jwks_over_the_size_limit_is_not_read() {
+    let padding = "x".repeat(MAX_JWKS_BYTES);
+    let app = Router::new().route(
+        "/.well-known/jwks.json",
+        get(move || {
+            let padding = padding.clone();
+            async move { axum::Json(serde_json::json!({ "keys": [], "padding": padding })) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let verifier =
+        TokenVerifier::remote_with_refresh_interval(&format!("http://{address}"), Duration::ZERO);
+    let (token, _) = issuer().issue(Uuid::new_v4(), &[]).unwrap();
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(AuthError::KeysUnavailable)
+    );
 }

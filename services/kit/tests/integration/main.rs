@@ -7,4 +7,5 @@ mod auth;
 mod consumer;
 mod mongo;
 mod outbox;
+mod server;
 mod support;

@@ -65,7 +65,13 @@ async fn a_payment_is_visible_to_its_user_and_admins_only() {
             .0,
         404
     );
-    assert_eq!(t.get(&owner, "/api/payments/nope").await.0, 400);
+    let (status, body) = t.get(&owner, "/api/payments/nope").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["type"], "https://silo.dev/problems/validation-failed");
+    assert_eq!(
+        body["errors"],
+        serde_json::json!([{"field": "id", "message": "the path parameter id must be a UUID"}])
+    );
     let anonymous = t.http.get(t.url(&path)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
 
@@ -76,10 +82,21 @@ async fn a_payment_is_visible_to_its_user_and_admins_only() {
     let (_, hidden) = t.get(&stranger, &query).await;
     assert_eq!(hidden["items"].as_array().unwrap().len(), 0);
     let (status, body) = t.get(&owner, "/api/payments").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["type"], "https://silo.dev/problems/validation-failed");
     assert_eq!(
-        (status, body["error"]["field"].as_str()),
-        (400, Some("bookingId"))
+        body["errors"],
+        serde_json::json!([{"field": "bookingId", "message": "bookingId is required"}])
     );
+    let (status, body) = t.get(&owner, "/api/payments?bookingId=42&extra=1").await;
+    assert_eq!(status, 400);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["extra", "bookingId"], "{body}");
 }
 
 #[tokio::test]
@@ -103,8 +120,8 @@ async fn a_failed_payment_of_a_pending_booking_is_retried() {
     assert_eq!(retried["attempts"], 2);
     let (status, body) = t.post(&token, &path).await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("payment_not_retryable"))
+        (status, body["type"].as_str()),
+        (409, Some("https://silo.dev/problems/payment-not-retryable"))
     );
     let stranger = t.keys.token(Uuid::new_v4(), &["user"]);
     assert_eq!(t.post(&stranger, &path).await.0, 404);

@@ -258,12 +258,7 @@ async fn a_cancelled_bookings_failed_payment_is_no_longer_retryable() {
         .post(&token, &format!("/api/payments/{}/retry", failed.id))
         .await;
     assert_eq!(status, 409, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("CANCELLED")
-    );
+    assert!(body["detail"].as_str().unwrap().contains("CANCELLED"));
 }
 
 /// Unreachable for the first call of each attempt, then the simulator.

@@ -13,6 +13,7 @@ fn config(database_url: &str) -> PaymentConfig {
             listen_addr: ([127, 0, 0, 1], 0).into(),
             database_url: Secret::new(database_url),
             broker_url: Secret::new(silo_testenv::require("SILO_NATS_URL")),
+            server: silo_kit::server::ServerLimits::default(),
         },
         user_service_url: "http://127.0.0.1:9".into(),
         gateway: SimulatedGatewayConfig::default(),

@@ -94,6 +94,7 @@ impl PaymentUnderTest {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 database_url: Secret::new(database.url()),
                 broker_url: Secret::new(silo_testenv::require("SILO_NATS_URL")),
+                server: silo_kit::server::ServerLimits::default(),
             },
             user_service_url: keys.url.clone(),
             gateway: SimulatedGatewayConfig::default(),

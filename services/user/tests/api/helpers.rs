@@ -28,10 +28,12 @@ pub fn test_config(database: &TestDatabase, namespace: &EventNamespace) -> UserC
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: Secret::new(database.url()),
             broker_url: Secret::new(silo_testenv::require("SILO_NATS_URL")),
+            server: silo_kit::server::ServerLimits::default(),
         },
         namespace: namespace.clone(),
         token_lifetime: Duration::from_secs(3600),
         signing_key: None,
+        keys_reload: Duration::from_secs(10),
         startup_timeout: Duration::from_secs(10),
         json_logs: false,
     }
@@ -216,17 +218,50 @@ pub fn registration(username: &str) -> Value {
     })
 }
 
-/// Asserts the status and the error code of a JSON error response; returns the error object.
-pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+/// Asserts that `response` is an RFC 9457 problem of `status` and type
+/// `https://silo.dev/problems/<slug>`, with a title and a detail; returns the problem.
+pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) -> Value {
     assert_eq!(response.status(), status);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
     );
-    body["error"].clone()
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        format!("https://silo.dev/problems/{slug}"),
+        "{body}"
+    );
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    for member in ["title", "detail"] {
+        assert!(
+            body[member].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    body
+}
+
+/// The fields a problem's `errors` name, in order.
+pub fn fields_of(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `WWW-Authenticate` challenge of a response, empty when absent.
+pub fn challenge_of(response: &Response) -> String {
+    response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 /// A token signed by `key` with arbitrary claims.

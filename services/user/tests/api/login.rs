@@ -57,14 +57,24 @@ async fn wrong_password_and_unknown_user_get_the_same_401() {
             &json!({"username": "nina", "password": "not-her-password"}),
         )
         .await;
-    let wrong_error = assert_error(wrong_password, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let wrong_error = assert_problem(
+        wrong_password,
+        StatusCode::UNAUTHORIZED,
+        "invalid-credentials",
+    )
+    .await;
     let unknown_user = app
         .post_json(
             "/api/users/login",
             &json!({"username": "nobody", "password": "password-nina"}),
         )
         .await;
-    let unknown_error = assert_error(unknown_user, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let unknown_error = assert_problem(
+        unknown_user,
+        StatusCode::UNAUTHORIZED,
+        "invalid-credentials",
+    )
+    .await;
     assert_eq!(wrong_error, unknown_error);
 }
 
@@ -74,14 +84,16 @@ async fn login_with_missing_or_unknown_fields_is_a_400() {
     let response = app
         .post_json("/api/users/login", &json!({"username": "x"}))
         .await;
-    assert_error(response, StatusCode::BAD_REQUEST, "invalid_body").await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "validation-failed").await;
+    assert_eq!(fields_of(&problem), ["password"]);
     let response = app
         .post_json(
             "/api/users/login",
             &json!({"username": "x", "password": "y", "remember": true}),
         )
         .await;
-    assert_error(response, StatusCode::BAD_REQUEST, "invalid_body").await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "validation-failed").await;
+    assert_eq!(fields_of(&problem), ["remember"]);
 }
 
 #[tokio::test]

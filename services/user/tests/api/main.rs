@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod key_rotation;
 mod login;
 mod register;
 mod startup;

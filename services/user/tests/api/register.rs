@@ -73,13 +73,13 @@ async fn taken_username_is_a_409_regardless_of_case() {
     app.register("erin").await;
     let mut body = registration("ERIN");
     body["email"] = json!("other@example.com");
-    let error = assert_error(
+    let problem = assert_problem(
         app.post_json("/api/users/register", &body).await,
         StatusCode::CONFLICT,
-        "username_taken",
+        "username-taken",
     )
     .await;
-    assert_eq!(error["field"], "username");
+    assert_eq!(fields_of(&problem), ["username"]);
 }
 
 #[tokio::test]
@@ -88,13 +88,13 @@ async fn taken_email_is_a_409_regardless_of_case() {
     app.register("frank").await;
     let mut body = registration("frank2");
     body["email"] = json!("FRANK@example.com");
-    let error = assert_error(
+    let problem = assert_problem(
         app.post_json("/api/users/register", &body).await,
         StatusCode::CONFLICT,
-        "email_taken",
+        "email-taken",
     )
     .await;
-    assert_eq!(error["field"], "email");
+    assert_eq!(fields_of(&problem), ["email"]);
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&app.pool)
         .await
@@ -123,19 +123,65 @@ async fn invalid_fields_are_400s_naming_the_field() {
     for (field, value) in cases {
         let mut body = registration("gina");
         body[field] = value.clone();
-        let error = assert_error(
+        let problem = assert_problem(
             app.post_json("/api/users/register", &body).await,
             StatusCode::BAD_REQUEST,
-            "validation_failed",
+            "validation-failed",
         )
         .await;
-        assert_eq!(error["field"], field, "{field} = {value}");
+        assert_eq!(fields_of(&problem), [field], "{field} = {value}");
     }
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(users, 0);
+}
+
+#[tokio::test]
+async fn every_invalid_field_is_reported_at_once() {
+    let app = TestApp::spawn().await;
+    let body = json!({
+        "username": "a b",
+        "email": "not-an-email",
+        "password": "short",
+        "fullName": 42,
+    });
+    let problem = assert_problem(
+        app.post_json("/api/users/register", &body).await,
+        StatusCode::BAD_REQUEST,
+        "validation-failed",
+    )
+    .await;
+    assert_eq!(
+        problem["errors"],
+        json!([
+            {"field": "username", "message": "username may contain only letters, digits, '_', '.' and '-'"},
+            {"field": "email", "message": "email is not a valid address"},
+            {"field": "password", "message": "password must be 8 to 128 characters long"},
+            {"field": "fullName", "message": "fullName must be a string"},
+        ])
+    );
+    assert_eq!(
+        problem["detail"],
+        "The request has 4 invalid fields: username, email, password, fullName."
+    );
+}
+
+#[tokio::test]
+async fn a_json_array_is_not_a_registration() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post_json(
+            "/api/users/register",
+            &json!(["hank", "hank@example.com", "password-hank", "Hank"]),
+        )
+        .await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "body-not-object").await;
+    assert_eq!(
+        problem["detail"],
+        "The request body must be a JSON object, not an array."
+    );
 }
 
 #[tokio::test]
@@ -148,7 +194,7 @@ async fn malformed_json_is_a_400() {
             "{\"username\":".into(),
         )
         .await;
-    assert_error(response, StatusCode::BAD_REQUEST, "malformed_json").await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "malformed-json").await;
 }
 
 #[tokio::test]
@@ -156,13 +202,13 @@ async fn unknown_field_is_a_400_naming_it() {
     let app = TestApp::spawn().await;
     let mut body = registration("hank");
     body["roles"] = json!(["admin"]);
-    let error = assert_error(
+    let problem = assert_problem(
         app.post_json("/api/users/register", &body).await,
         StatusCode::BAD_REQUEST,
-        "invalid_body",
+        "validation-failed",
     )
     .await;
-    assert_eq!(error["field"], "roles");
+    assert_eq!(fields_of(&problem), ["roles"]);
 }
 
 #[tokio::test]
@@ -170,13 +216,14 @@ async fn missing_field_is_a_400_naming_it() {
     let app = TestApp::spawn().await;
     let mut body = registration("ivan");
     body.as_object_mut().unwrap().remove("password");
-    let error = assert_error(
+    let problem = assert_problem(
         app.post_json("/api/users/register", &body).await,
         StatusCode::BAD_REQUEST,
-        "invalid_body",
+        "validation-failed",
     )
     .await;
-    assert_eq!(error["field"], "password");
+    assert_eq!(problem["errors"][0]["message"], "password is required");
+    assert_eq!(fields_of(&problem), ["password"]);
 }
 
 #[tokio::test]
@@ -189,10 +236,10 @@ async fn non_json_content_type_is_a_415() {
             registration("jane").to_string(),
         )
         .await;
-    assert_error(
+    assert_problem(
         response,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        "unsupported-media-type",
     )
     .await;
 }
@@ -203,5 +250,5 @@ async fn oversized_body_is_a_413() {
     let mut body = registration("kate");
     body["fullName"] = json!("k".repeat(100 * 1024));
     let response = app.post_json("/api/users/register", &body).await;
-    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large").await;
 }

@@ -22,7 +22,8 @@ async fn missing_token_is_a_401() {
     let app = TestApp::spawn().await;
     let (id, _) = app.signed_up("quin").await;
     let response = app.get(&format!("/api/users/{id}"), None).await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(challenge_of(&response), "Bearer realm=\"silo\"");
+    assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
 }
 
 #[tokio::test]
@@ -31,8 +32,12 @@ async fn expired_token_is_a_401() {
     let (id, _) = app.signed_up("rita").await;
     let expired = token_with(&app.signing_key().await, id, &["user"], -3600);
     let response = app.get(&format!("/api/users/{id}"), Some(&expired)).await;
-    let error = assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    assert_eq!(error["message"], "token expired");
+    assert_eq!(
+        challenge_of(&response),
+        "Bearer realm=\"silo\", error=\"invalid_token\", error_description=\"the token has expired\""
+    );
+    let problem = assert_problem(response, StatusCode::UNAUTHORIZED, "invalid-token").await;
+    assert_eq!(problem["detail"], "the token has expired");
 }
 
 #[tokio::test]
@@ -41,7 +46,8 @@ async fn token_signed_by_another_key_is_a_401() {
     let (id, _) = app.signed_up("sam").await;
     let forged = token_with(&SigningKey::generate(), id, &["admin"], 3600);
     let response = app.get(&format!("/api/users/{id}"), Some(&forged)).await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert!(challenge_of(&response).contains("error=\"invalid_token\""));
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid-token").await;
 }
 
 #[tokio::test]
@@ -58,11 +64,11 @@ async fn tampered_token_is_a_401() {
     parts[1] = &payload;
     let tampered = parts.join(".");
     let response = app.get(&format!("/api/users/{id}"), Some(&tampered)).await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid-token").await;
     let response = app
         .get(&format!("/api/users/{id}"), Some("not-a-jwt"))
         .await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid-token").await;
 }
 
 #[tokio::test]
@@ -71,7 +77,7 @@ async fn another_users_profile_is_forbidden() {
     let (_, token) = app.signed_up("uma").await;
     let (other, _) = app.signed_up("vera").await;
     let response = app.get(&format!("/api/users/{other}"), Some(&token)).await;
-    assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
     let response = app
         .patch(
             &format!("/api/users/{other}"),
@@ -79,7 +85,7 @@ async fn another_users_profile_is_forbidden() {
             &json!({"fullName": "Hijacked"}),
         )
         .await;
-    assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
 }
 
 #[tokio::test]
@@ -94,7 +100,7 @@ async fn admin_reads_any_profile_and_gets_404_for_unknown_ids() {
     let response = app
         .get(&format!("/api/users/{}", Uuid::new_v4()), Some(&token))
         .await;
-    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not-found").await;
 }
 
 #[tokio::test]
@@ -102,7 +108,11 @@ async fn malformed_user_id_is_a_400() {
     let app = TestApp::spawn().await;
     let (_, token) = app.signed_up("yuri").await;
     let response = app.get("/api/users/not-a-uuid", Some(&token)).await;
-    assert_error(response, StatusCode::BAD_REQUEST, "invalid_path").await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "validation-failed").await;
+    assert_eq!(
+        problem["errors"],
+        json!([{"field": "id", "message": "the path parameter id must be a UUID"}])
+    );
 }
 
 #[tokio::test]
@@ -124,9 +134,9 @@ async fn exists_answers_any_authenticated_caller() {
             Some(&token),
         )
         .await;
-    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not-found").await;
     let response = app.get(&format!("/api/users/{other}/exists"), None).await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
 }
 
 #[tokio::test]
@@ -196,37 +206,41 @@ async fn patch_client_errors_explain_themselves() {
     let (id, token) = app.signed_up("fred").await;
     app.register("gwen").await;
     let path = format!("/api/users/{id}");
-    let error = assert_error(
+    let problem = assert_problem(
         app.patch(&path, Some(&token), &json!({"email": "GWEN@example.com"}))
             .await,
         StatusCode::CONFLICT,
-        "email_taken",
+        "email-taken",
     )
     .await;
-    assert_eq!(error["field"], "email");
-    let error = assert_error(
-        app.patch(&path, Some(&token), &json!({"email": "nope"}))
-            .await,
+    assert_eq!(fields_of(&problem), ["email"]);
+    let problem = assert_problem(
+        app.patch(
+            &path,
+            Some(&token),
+            &json!({"email": "nope", "fullName": ""}),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
-        "validation_failed",
+        "validation-failed",
     )
     .await;
-    assert_eq!(error["field"], "email");
-    assert_error(
+    assert_eq!(fields_of(&problem), ["email", "fullName"]);
+    assert_problem(
         app.patch(&path, Some(&token), &json!({})).await,
         StatusCode::BAD_REQUEST,
-        "nothing_to_update",
+        "nothing-to-update",
     )
     .await;
-    let error = assert_error(
+    let problem = assert_problem(
         app.patch(&path, Some(&token), &json!({"username": "renamed"}))
             .await,
         StatusCode::BAD_REQUEST,
-        "invalid_body",
+        "validation-failed",
     )
     .await;
-    assert_eq!(error["field"], "username");
-    assert_error(
+    assert_eq!(fields_of(&problem), ["username"]);
+    assert_problem(
         app.patch(
             &format!("/api/users/{}", Uuid::new_v4()),
             Some(&token),
@@ -237,10 +251,10 @@ async fn patch_client_errors_explain_themselves() {
         "forbidden",
     )
     .await;
-    assert_error(
+    assert_problem(
         app.patch(&path, None, &json!({"fullName": "X"})).await,
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        "unauthenticated",
     )
     .await;
     // Nothing changed and no email event was written.
@@ -271,5 +285,5 @@ async fn admin_patching_an_unknown_user_gets_404() {
             &json!({"fullName": "X"}),
         )
         .await;
-    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not-found").await;
 }
