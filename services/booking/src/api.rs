@@ -71,6 +71,28 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/bookings/{id}", get(get_booking))
         .route("/api/bookings/{id}/details", get(booking_details))
         .route("/api/bookings/{id}/cancel", post(cancel_booking))
+        .route("/openapi.json", silo_kit::openapi::serve(&openapi()))
+}
+
+/// The handlers and types the OpenAPI description is generated from.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_booking,
+    list_bookings,
+    get_booking,
+    booking_details,
+    cancel_booking
+))]
+struct ApiDoc;
+
+/// booking-service's OpenAPI 3.1 description (`GET /openapi.json`,
+/// `docs/openapi/booking-service.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    silo_kit::openapi::complete(
+        <ApiDoc as utoipa::OpenApi>::openapi(),
+        crate::startup::SERVICE.name,
+        PROBLEM_TYPES,
+    )
 }
 
 fn internal(error: RepositoryError) -> ApiError {
@@ -135,6 +157,15 @@ async fn fetch_user(
     Ok(known)
 }
 
+/// Books for the token's user; the saga then charges the payment.
+#[utoipa::path(post, path = "/api/bookings", tag = "bookings", security(("bearer" = [])),
+    request_body = NewBooking,
+    responses(
+        (status = 201, description = "Created `PENDING`; emits `BookingCreated`", body = Booking,
+            headers(("Location" = String, description = "/api/bookings/{id}"))),
+        (status = 422, description = "`unknown-user`: user-service says the token's user does not exist"),
+        (status = 503, description = "`user-service-unavailable`: the user is not known locally yet and user-service is unreachable"),
+    ))]
 async fn create_booking(
     State(state): State<ApiState>,
     caller: AuthUser,
@@ -183,6 +214,13 @@ async fn visible_booking(
     }
 }
 
+/// A booking, to its owner or an admin.
+#[utoipa::path(get, path = "/api/bookings/{id}", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The booking's id")),
+    responses(
+        (status = 200, description = "The booking", body = Booking),
+        (status = 404, description = "`not-found`: no booking with this id that the caller may see"),
+    ))]
 async fn get_booking(
     State(state): State<ApiState>,
     caller: AuthUser,
@@ -192,11 +230,20 @@ async fn get_booking(
 }
 
 /// Query of `GET /api/bookings`, validated; every parameter at fault is reported at once.
-#[derive(Debug)]
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Whose bookings (default: the caller's; admins: everyone's); another user's is for admins.
+    #[param(rename = "userId")]
     user_id: Option<Uuid>,
+    /// Only bookings in this status (any case).
+    #[param(value_type = Option<BookingStatus>)]
     status: Option<BookingStatus>,
+    /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: u32,
+    /// The `nextCursor` of the previous page.
+    #[param(rename = "cursor", value_type = Option<String>)]
     after: Option<Cursor>,
 }
 
@@ -228,13 +275,20 @@ impl FromQuery for ListQuery {
 }
 
 /// A page of bookings.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct BookingPage {
     items: Vec<Booking>,
     next_cursor: Option<String>,
 }
 
+/// The caller's bookings (an admin's: anyone's), newest first, a page at a time.
+#[utoipa::path(get, path = "/api/bookings", tag = "bookings", security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page; `nextCursor` is null on the last", body = BookingPage),
+        (status = 403, description = "`forbidden`: `userId` of another user, and the caller is no admin"),
+    ))]
 async fn list_bookings(
     State(state): State<ApiState>,
     caller: AuthUser,
@@ -267,7 +321,7 @@ async fn list_bookings(
 }
 
 /// The booking composed with its user's live profile.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct BookingDetails {
     #[serde(flatten)]
@@ -277,13 +331,20 @@ struct BookingDetails {
 }
 
 /// The user fields shown with a booking.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UserSummary {
     email: String,
     full_name: String,
 }
 
+/// A booking with its user's profile from user-service (`degraded` when unavailable).
+#[utoipa::path(get, path = "/api/bookings/{id}/details", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The booking's id")),
+    responses(
+        (status = 200, description = "The booking, `user` and `degraded`", body = BookingDetails),
+        (status = 404, description = "`not-found`: no booking with this id that the caller may see"),
+    ))]
 async fn booking_details(
     State(state): State<ApiState>,
     caller: AuthUser,
@@ -310,6 +371,14 @@ async fn booking_details(
     }))
 }
 
+/// Cancels the caller's own `PENDING` booking.
+#[utoipa::path(post, path = "/api/bookings/{id}/cancel", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The booking's id")),
+    responses(
+        (status = 200, description = "Cancelled; emits `BookingCancelled`", body = Booking),
+        (status = 404, description = "`not-found`: no booking with this id that the caller owns"),
+        (status = 409, description = "`booking-not-pending`: the booking is no longer `PENDING`"),
+    ))]
 async fn cancel_booking(
     State(state): State<ApiState>,
     caller: AuthUser,
@@ -354,12 +423,51 @@ mod tests {
             "/../../docs/services.md"
         ))
         .unwrap();
-        for problem in PROBLEM_TYPES {
-            assert!(
-                docs.contains(&format!("`{}`", problem.slug())),
-                "docs/services.md does not list {}",
-                problem.uri()
-            );
+        let missing = silo_kit::error::undocumented(PROBLEM_TYPES, &docs);
+        assert!(
+            missing.is_empty(),
+            "docs/services.md does not list {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_description() {
+        let document = openapi();
+        let read = silo_kit::openapi::routes_of(&routes());
+        assert!(
+            read.contains("GET /api/bookings/{id}"),
+            "the routes could not be read: {read:?}"
+        );
+        let undocumented = silo_kit::openapi::undocumented_routes(&routes(), &document);
+        assert!(
+            undocumented.is_empty(),
+            "not in the description: {undocumented:?}"
+        );
+        let incomplete = silo_kit::openapi::incompletely_documented(&document);
+        assert!(
+            incomplete.is_empty(),
+            "no success or problem response: {incomplete:?}"
+        );
+    }
+
+    #[test]
+    fn request_schemas_match_what_the_readers_accept() {
+        use silo_kit::openapi::{body_fields_mismatch, query_parameters_mismatch};
+        assert_eq!(body_fields_mismatch::<NewBooking>(), Vec::<String>::new());
+        assert_eq!(
+            query_parameters_mismatch::<ListQuery>(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_committed_openapi_description_is_current() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/openapi/booking-service.json"
+        ));
+        if let Some(stale) = silo_kit::openapi::stale_file(&openapi(), path) {
+            panic!("{stale}");
         }
     }
 }

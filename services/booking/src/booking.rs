@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Where a booking stands in the saga.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BookingStatus {
     /// Created; waits for its payment.
@@ -39,7 +39,7 @@ impl BookingStatus {
 }
 
 /// One booking, as stored and as returned by the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Booking {
     /// The booking's id.
@@ -52,7 +52,8 @@ pub struct Booking {
     pub event_name: String,
     /// How many tickets (1–100).
     pub ticket_count: i32,
-    /// The amount to pay.
+    /// The amount to pay, a decimal string (`"12.50"`).
+    #[schema(schema_with = silo_kit::openapi::amount_string)]
     pub total_amount: Decimal,
     /// ISO 4217 currency.
     pub currency: String,

@@ -14,15 +14,20 @@ const MAX_EVENT_NAME: usize = 255;
 /// `{eventName, ticketCount, totalAmount, currency?}`, every field at fault
 /// reported at once. `totalAmount` is a JSON number or a decimal string, read
 /// exactly (never through binary floating point).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
 pub struct NewBooking {
-    /// What to book (trimmed).
+    /// What to book, 1–255 characters (surrounding whitespace is trimmed).
+    #[schema(min_length = 1, max_length = 255)]
     pub event_name: String,
-    /// How many tickets.
+    /// How many tickets, 1–100.
+    #[schema(minimum = 1, maximum = 100)]
     pub ticket_count: i32,
-    /// The amount, scale 2.
+    /// The amount: greater than 0, at most 2 decimal places, at most 9999999999.99.
+    #[schema(schema_with = silo_kit::openapi::amount)]
     pub total_amount: Decimal,
-    /// Upper-case ISO 4217 code.
+    /// ISO 4217 code (any case; default `USD`).
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z]{3}$", example = "EUR")]
     pub currency: String,
 }
 

@@ -160,8 +160,21 @@ impl ProblemType {
     }
 }
 
+/// The URIs of those of `types` whose slug `docs` does not name (as `` `slug` ``): each
+/// service's tests hold its problem types against docs/services.md with it.
+pub fn undocumented<'a>(
+    types: impl IntoIterator<Item = &'a ProblemType>,
+    docs: &str,
+) -> Vec<String> {
+    types
+        .into_iter()
+        .filter(|problem| !docs.contains(&format!("`{}`", problem.slug())))
+        .map(ProblemType::uri)
+        .collect()
+}
+
 /// One invalid request field: a body member, a query or a path parameter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's name as the client spells it (`eventName`, `limit`, `id`).
     pub field: String,
@@ -180,10 +193,11 @@ impl FieldError {
 }
 
 /// The wire shape of an error body (RFC 9457 members plus `errors`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// The problem type URI.
     #[serde(rename = "type")]
+    #[schema(example = "https://silo.dev/problems/validation-failed")]
     pub type_uri: String,
     /// The type's fixed title.
     pub title: String,

@@ -52,13 +52,8 @@ impl Operations {
 /// Wraps `routes` (state already applied) with the operational endpoints and middleware.
 pub fn service_router(routes: Router, operations: Operations) -> Router {
     let metrics = operations.metrics.clone();
-    let ops_routes = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(operations.clone());
     routes
-        .merge(ops_routes)
+        .merge(operational_routes(operations.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(operations.body_limit))
@@ -68,11 +63,29 @@ pub fn service_router(routes: Router, operations: Operations) -> Router {
         ))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+/// `/healthz`, `/readyz` and `/metrics` (described by [`crate::openapi`]).
+pub fn operational_routes(operations: Operations) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(operations)
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses(
+    (status = 200, description = "The process runs: `{\"status\": \"ok\"}`", body = Object)
+))]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(operations): State<Operations>) -> Response {
+/// Whether every dependency answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready: `{\"status\": \"ready\", \"checks\": {\"database\": \"ok\", …}}`", body = Object),
+    (status = 503, description = "Not ready or draining: `{\"status\": \"not_ready\" or \"draining\", \"checks\": {…: \"ok\" or \"failing\"}}`", content_type = "application/json", body = Object)
+))]
+pub(crate) async fn readyz(State(operations): State<Operations>) -> Response {
     if operations.draining.is_draining() {
         let body = json!({ "status": "draining", "checks": {} });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
@@ -92,7 +105,11 @@ async fn readyz(State(operations): State<Operations>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics_text(State(operations): State<Operations>) -> Response {
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)
+))]
+pub(crate) async fn metrics_text(State(operations): State<Operations>) -> Response {
     match operations.metrics.encode() {
         Ok(text) => (
             [(

@@ -30,6 +30,9 @@
 //! - [`broker`]: NATS `connect` with bounded retry, `jetstream` context.
 //! - [`http`]: [`http::service_router`] adds `/healthz`, `/readyz`, `/metrics`, body limit,
 //!   correlation + metrics middleware, problem 404/405; [`server::serve`] with timeouts, a concurrency limit and a two-stage shutdown (drain, then a bounded wait).
+//! - [`openapi`]: [`openapi::complete`] adds the shared parts (operational endpoints, problem
+//!   responses, bearer scheme) to a service's generated OpenAPI 3.1 description; test helpers
+//!   that hold a router and its request types to it.
 //! - [`readiness`]: [`readiness::Readiness`] with `PostgresCheck`, `NatsCheck`, `MongoCheck`.
 //! - [`telemetry`]: `init(service, json)` logging, correlation middleware, `CorrelationId` extractor.
 //! - [`metrics`]: [`metrics::Metrics`] (Prometheus registry and the kit's families).
@@ -53,6 +56,7 @@ pub mod fields;
 pub mod http;
 pub mod inbox;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod postgres;
 pub mod readiness;

@@ -47,6 +47,22 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/payments", get(find_payments))
         .route("/api/payments/{id}", get(get_payment))
         .route("/api/payments/{id}/retry", post(retry_payment))
+        .route("/openapi.json", silo_kit::openapi::serve(&openapi()))
+}
+
+/// The handlers and types the OpenAPI description is generated from.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(find_payments, get_payment, retry_payment))]
+struct ApiDoc;
+
+/// payment-service's OpenAPI 3.1 description (`GET /openapi.json`,
+/// `docs/openapi/payment-service.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    silo_kit::openapi::complete(
+        <ApiDoc as utoipa::OpenApi>::openapi(),
+        crate::startup::SERVICE.name,
+        PROBLEM_TYPES,
+    )
 }
 
 fn store_failure(error: StoreError) -> ApiError {
@@ -75,6 +91,13 @@ async fn visible_payment(
     }
 }
 
+/// A payment, to its user or an admin.
+#[utoipa::path(get, path = "/api/payments/{id}", tag = "payments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The payment", body = Payment),
+        (status = 404, description = "`not-found`: no payment with this id that the caller may see"),
+    ))]
 async fn get_payment(
     State(state): State<ApiState>,
     caller: AuthUser,
@@ -84,8 +107,11 @@ async fn get_payment(
 }
 
 /// Query of `GET /api/payments`: `bookingId` (required).
-#[derive(Debug)]
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FindQuery {
+    /// The booking whose payment to find.
+    #[param(rename = "bookingId")]
     booking_id: Uuid,
 }
 
@@ -100,11 +126,15 @@ impl FromQuery for FindQuery {
 }
 
 /// The payments matching a query (a booking has at most one).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PaymentList {
     items: Vec<Payment>,
 }
 
+/// The payment of a booking, as a list (empty when there is none the caller may see).
+#[utoipa::path(get, path = "/api/payments", tag = "payments", security(("bearer" = [])),
+    params(FindQuery),
+    responses((status = 200, description = "`{items}`: at most one payment", body = PaymentList)))]
 async fn find_payments(
     State(state): State<ApiState>,
     caller: AuthUser,
@@ -124,6 +154,14 @@ async fn find_payments(
     Ok(Json(PaymentList { items }))
 }
 
+/// Charges a `FAILED` payment of a still-`PENDING` booking again.
+#[utoipa::path(post, path = "/api/payments/{id}/retry", tag = "payments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The payment after the new attempt", body = Payment),
+        (status = 404, description = "`not-found`: no payment with this id that the caller may see"),
+        (status = 409, description = "`payment-not-retryable`: not `FAILED`, or its booking is no longer `PENDING`"),
+    ))]
 async fn retry_payment(
     State(state): State<ApiState>,
     caller: AuthUser,
@@ -152,12 +190,47 @@ mod tests {
             "/../../docs/services.md"
         ))
         .unwrap();
-        for problem in PROBLEM_TYPES {
-            assert!(
-                docs.contains(&format!("`{}`", problem.slug())),
-                "docs/services.md does not list {}",
-                problem.uri()
-            );
+        let missing = silo_kit::error::undocumented(PROBLEM_TYPES, &docs);
+        assert!(
+            missing.is_empty(),
+            "docs/services.md does not list {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_description() {
+        let document = openapi();
+        let read = silo_kit::openapi::routes_of(&routes());
+        assert!(
+            read.contains("GET /api/payments/{id}"),
+            "the routes could not be read: {read:?}"
+        );
+        let undocumented = silo_kit::openapi::undocumented_routes(&routes(), &document);
+        assert!(
+            undocumented.is_empty(),
+            "not in the description: {undocumented:?}"
+        );
+        let incomplete = silo_kit::openapi::incompletely_documented(&document);
+        assert!(
+            incomplete.is_empty(),
+            "no success or problem response: {incomplete:?}"
+        );
+    }
+
+    #[test]
+    fn request_schemas_match_what_the_readers_accept() {
+        let mismatch = silo_kit::openapi::query_parameters_mismatch::<FindQuery>();
+        assert_eq!(mismatch, Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_committed_openapi_description_is_current() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/openapi/payment-service.json"
+        ));
+        if let Some(stale) = silo_kit::openapi::stale_file(&openapi(), path) {
+            panic!("{stale}");
         }
     }
 }

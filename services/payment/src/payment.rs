@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Where a payment stands with the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentStatus {
     /// Created, not yet charged (or a charge is in flight).
@@ -43,7 +43,7 @@ impl PaymentStatus {
 }
 
 /// What payment-service knows of the booking a payment belongs to (fed by booking events).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BookingState {
     /// The booking still waits for its payment.
@@ -76,7 +76,7 @@ impl BookingState {
 }
 
 /// The instrument a payment was charged to, as reported by the gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaymentMethod {
     /// `CreditCard`, ...
     #[serde(rename = "type")]
@@ -88,7 +88,7 @@ pub struct PaymentMethod {
 }
 
 /// One payment: exactly one exists per booking.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
     /// The payment's id.
@@ -103,6 +103,7 @@ pub struct Payment {
     pub user_email_as_of: DateTime<Utc>,
     /// The amount charged.
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(schema_with = silo_kit::openapi::amount_string)]
     pub amount: Decimal,
     /// ISO currency code.
     pub currency: String,
@@ -123,6 +124,7 @@ pub struct Payment {
     /// When the payment last changed.
     pub updated_at: DateTime<Utc>,
     /// Free-form context (correlation id, source event).
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
 }
 

@@ -57,6 +57,21 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/users/{id}", get(get_user).patch(update_user))
         .route("/api/users/{id}/exists", get(user_exists))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/openapi.json", silo_kit::openapi::serve(&openapi()))
+}
+
+/// The handlers and types the OpenAPI description is generated from.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, login, get_user, update_user, user_exists, jwks))]
+struct ApiDoc;
+
+/// user-service's OpenAPI 3.1 description (`GET /openapi.json`, `docs/openapi/user-service.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    silo_kit::openapi::complete(
+        <ApiDoc as utoipa::OpenApi>::openapi(),
+        crate::startup::SERVICE.name,
+        PROBLEM_TYPES,
+    )
 }
 
 /// 401: no user has this username or email and password.
@@ -87,15 +102,20 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
 ];
 
 /// `POST /api/users/register` body, validated: every field at fault is reported at once.
-#[derive(Debug)]
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
 pub struct Registration {
     /// 3–50 of `[A-Za-z0-9_.-]`.
+    #[schema(value_type = String, min_length = 3, max_length = 50, pattern = "^[A-Za-z0-9_.-]+$")]
     pub username: Username,
     /// Email address.
+    #[schema(value_type = String, max_length = 254, example = "ada@example.com")]
     pub email: Email,
     /// 8–128 characters (its `Debug` is redacted).
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
     pub password: Password,
-    /// Display name.
+    /// Display name, 1–200 characters (surrounding whitespace is trimmed).
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
     pub full_name: FullName,
 }
 
@@ -117,6 +137,7 @@ impl FromBody for Registration {
 }
 
 /// `POST /api/users/login` body.
+#[derive(utoipa::ToSchema)]
 pub struct LoginRequest {
     /// Username or email.
     pub username: String,
@@ -153,11 +174,14 @@ impl std::fmt::Debug for LoginRequest {
 }
 
 /// `PATCH /api/users/{id}` body, validated; at least one field is checked by the handler.
-#[derive(Debug)]
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
 pub struct UserChanges {
     /// New email.
+    #[schema(value_type = Option<String>, max_length = 254)]
     pub email: Option<Email>,
-    /// New full name.
+    /// New full name, 1–200 characters.
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
     pub full_name: Option<FullName>,
 }
 
@@ -173,7 +197,7 @@ impl FromBody for UserChanges {
 }
 
 /// A user as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserResponse {
     id: Uuid,
@@ -198,7 +222,7 @@ impl From<User> for UserResponse {
 }
 
 /// Successful login.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginResponse {
     token: String,
@@ -239,6 +263,14 @@ fn invalid_credentials() -> ApiError {
     ApiError::new(INVALID_CREDENTIALS, "The username or password is wrong.")
 }
 
+/// Registers a user.
+#[utoipa::path(post, path = "/api/users/register", tag = "users", request_body = Registration,
+    responses(
+        (status = 201, description = "Registered; emits `UserRegistered`", body = UserResponse,
+            headers(("Location" = String, description = "/api/users/{id}"))),
+        (status = 409, description = "`username-taken` or `email-taken` (case-insensitive); `errors` names the field"),
+        (status = 503, description = "`overloaded`: too many password hashes at once"),
+    ))]
 async fn register(
     State(state): State<ApiState>,
     correlation_id: CorrelationId,
@@ -271,6 +303,13 @@ async fn register(
     Ok((StatusCode::CREATED, headers, Json(UserResponse::from(user))))
 }
 
+/// Signs a user in: a token for the other services.
+#[utoipa::path(post, path = "/api/users/login", tag = "users", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A token (EdDSA JWT) and the user", body = LoginResponse),
+        (status = 401, description = "`invalid-credentials`: the same for an unknown user and a wrong password"),
+        (status = 503, description = "`overloaded`: too many password hashes at once"),
+    ))]
 async fn login(
     State(state): State<ApiState>,
     Json(request): Json<LoginRequest>,
@@ -318,6 +357,14 @@ fn require_access(caller: &AuthUser, id: Uuid) -> Result<(), ApiError> {
     }
 }
 
+/// A user, to themselves or an admin.
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = UserResponse),
+        (status = 403, description = "`forbidden`: another user, and the caller is no admin"),
+        (status = 404, description = "`not-found`: no user has this id"),
+    ))]
 async fn get_user(
     caller: AuthUser,
     State(state): State<ApiState>,
@@ -332,6 +379,13 @@ async fn get_user(
     Ok(Json(user.into()))
 }
 
+/// Whether a user exists (for the other services).
+#[utoipa::path(get, path = "/api/users/{id}/exists", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "`{\"exists\": true}`", body = Object, example = json!({"exists": true})),
+        (status = 404, description = "`not-found`: no user has this id"),
+    ))]
 async fn user_exists(
     _caller: AuthUser,
     State(state): State<ApiState>,
@@ -344,6 +398,17 @@ async fn user_exists(
     }
 }
 
+/// Changes a user's email or full name.
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    request_body = UserChanges,
+    responses(
+        (status = 200, description = "The changed user; emits `UserEmailChanged` when the email changes", body = UserResponse),
+        (status = 400, description = "`nothing-to-update`: neither email nor fullName"),
+        (status = 403, description = "`forbidden`: another user, and the caller is no admin"),
+        (status = 404, description = "`not-found`: no user has this id"),
+        (status = 409, description = "`email-taken`: another user has this email"),
+    ))]
 async fn update_user(
     caller: AuthUser,
     State(state): State<ApiState>,
@@ -367,6 +432,9 @@ async fn update_user(
     Ok(Json(user.into()))
 }
 
+/// The public keys that verify user-service's tokens.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "users",
+    responses((status = 200, description = "The JWKS (Ed25519 `OKP` keys, `kid` = RFC 7638 thumbprint)", body = Jwks)))]
 async fn jwks(State(state): State<ApiState>) -> impl IntoResponse {
     let document: Jwks = state.issuer.jwks();
     (
@@ -414,12 +482,50 @@ mod tests {
             "/../../docs/services.md"
         ))
         .unwrap();
-        for problem in ProblemType::SHARED.iter().chain(PROBLEM_TYPES) {
-            assert!(
-                docs.contains(&format!("`{}`", problem.slug())),
-                "docs/services.md does not list {}",
-                problem.uri()
-            );
+        let missing =
+            silo_kit::error::undocumented(ProblemType::SHARED.iter().chain(PROBLEM_TYPES), &docs);
+        assert!(
+            missing.is_empty(),
+            "docs/services.md does not list {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_description() {
+        let document = openapi();
+        let read = silo_kit::openapi::routes_of(&routes());
+        assert!(
+            read.contains("GET /api/users/{id}"),
+            "the routes could not be read: {read:?}"
+        );
+        let undocumented = silo_kit::openapi::undocumented_routes(&routes(), &document);
+        assert!(
+            undocumented.is_empty(),
+            "not in the description: {undocumented:?}"
+        );
+        let incomplete = silo_kit::openapi::incompletely_documented(&document);
+        assert!(
+            incomplete.is_empty(),
+            "no success or problem response: {incomplete:?}"
+        );
+    }
+
+    #[test]
+    fn request_schemas_match_what_the_readers_accept() {
+        use silo_kit::openapi::body_fields_mismatch;
+        assert_eq!(body_fields_mismatch::<Registration>(), Vec::<String>::new());
+        assert_eq!(body_fields_mismatch::<LoginRequest>(), Vec::<String>::new());
+        assert_eq!(body_fields_mismatch::<UserChanges>(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_committed_openapi_description_is_current() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/openapi/user-service.json"
+        ));
+        if let Some(stale) = silo_kit::openapi::stale_file(&openapi(), path) {
+            panic!("{stale}");
         }
     }
 }

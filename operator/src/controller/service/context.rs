@@ -10,6 +10,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{self, Store};
 
 use super::super::Context;
+use super::super::cluster_view::ClusterView;
 use crate::crd::{Database, Service};
 use crate::reachability::Cluster;
 
@@ -51,16 +52,13 @@ impl Stores {
 
     /// The Pods, Namespaces and NetworkPolicies watched, ready for reachability questions.
     pub fn cluster(&self) -> Cluster {
-        Cluster::new(
-            &owned(self.namespaces.state()),
-            &owned(self.pods.state()),
-            &owned(self.policies.state()),
-        )
+        ClusterView {
+            policies: self.policies.clone(),
+            pods: self.pods.clone(),
+            namespaces: self.namespaces.clone(),
+        }
+        .cluster()
     }
-}
-
-fn owned<K: Clone>(objects: Vec<Arc<K>>) -> Vec<K> {
-    objects.iter().map(|object| (**object).clone()).collect()
 }
 
 /// The context of the Service controller.

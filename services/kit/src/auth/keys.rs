@@ -24,7 +24,7 @@ pub enum KeyError {
 }
 
 /// One public key of a JWKS document (RFC 8037 OKP / Ed25519).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwk {
     /// Key type: `OKP`.
     pub kty: String,
@@ -43,7 +43,7 @@ pub struct Jwk {
 }
 
 /// A JWKS document.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwks {
     /// The keys.
     pub keys: Vec<Jwk>,
