@@ -2,7 +2,7 @@
 # and the Kubernetes control plane built from Debian's source package.
 
 DEBIAN_PACKAGES=(postgresql etcd-server golang-go rsync jq nats-server dpkg-dev
-  golang-github-modern-go-reflect2-dev openssl curl unzip ca-certificates)
+  golang-github-modern-go-reflect2-dev openssl curl unzip ca-certificates python3-venv)
 
 install_debian_packages() {
   local missing=()

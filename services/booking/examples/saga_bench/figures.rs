@@ -261,7 +261,15 @@ async fn saga_stages(
 /// Prints what a phase measured, under `title`.
 pub fn print_phase(title: &str, phase: &Phase) {
     let created = &phase.created;
-    println!("{title} at {}:", rate_label(phase.rate));
+    match phase.rate {
+        // Latency at a rate the machine could not offer is queueing, not the saga's own.
+        Some(rate) if created.throughput() < 0.95 * rate => println!(
+            "{title} at {} (NOT SUSTAINED: {:.1} creates/s):",
+            rate_label(phase.rate),
+            created.throughput()
+        ),
+        _ => println!("{title} at {}:", rate_label(phase.rate)),
+    }
     println!(
         "  create latency   p50 {:8.2} ms   p99 {:8.2} ms   ({:.1} creates/s, {} created, {} failed, {:.2} s)",
         percentile(&created.latencies, 50.0),

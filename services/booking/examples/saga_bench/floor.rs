@@ -1,5 +1,5 @@
-//! The floors: what the saga's database work alone allows, on the same databases at the same
-//! concurrency, with neither broker nor HTTP.
+//! The floors: what the saga's database work alone allows at the same concurrency, with
+//! neither broker nor HTTP.
 //!
 //! The saga floor is the saga's transactions, sent by the services' own code: bookings stored
 //! by [`BookingRepository::create_for_known_user`] (what `POST /api/bookings` calls); each
@@ -14,6 +14,11 @@
 //! booking's saga (tokens are checked against cached keys, users come from booking-service's
 //! replica), so the floor has none either.
 //!
+//! The saga floor has two fresh databases of its own on the same server, migrated by the
+//! services' migrations and given the same users, so each of its phases runs right after the
+//! services' phase at the same rate, while the services idle: the two figures of a ratio are
+//! measured a few seconds apart on a machine whose load moves.
+//!
 //! The create-only floor is the old one: the bare booking + outbox insert transaction.
 
 use crate::BenchResult;
@@ -21,7 +26,8 @@ use crate::figures::Saga;
 use crate::load::Creates;
 use booking_service::consumers::{CONSUMER_NAME, PaymentEvents};
 use booking_service::new_booking::NewBooking;
-use booking_service::repository::BookingRepository;
+use booking_service::repository::{BookingRepository, KnownUser};
+use chrono::Utc;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use payment_service::charging::Charging;
@@ -37,6 +43,7 @@ use silo_kit::outbox::postgres::PgOutbox;
 use silo_kit::outbox::{OutboxError, OutboxRecord, OutboxStore, RelayConfig, WakeSignal};
 use silo_kit::shutdown::Shutdown;
 use silo_kit::startup::{CONSUMER_CONCURRENCY, POOL_SIZE};
+use silo_testenv::TestDatabase;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,12 +78,13 @@ impl Creates for RepositoryCreates {
     }
 }
 
-/// The saga's transactions without broker or HTTP: the relays and consumers run until
-/// [`SagaFloor::stop`].
+/// The saga's transactions without broker or HTTP, on databases of its own: the relays and
+/// consumers run until [`SagaFloor::stop`].
 pub struct SagaFloor {
     saga: Saga<RepositoryCreates>,
     stop: Shutdown,
     tasks: Vec<JoinHandle<()>>,
+    databases: [TestDatabase; 2],
 }
 
 /// A pool like the services' own.
@@ -86,25 +94,47 @@ async fn service_pool(url: &str) -> BenchResult<PgPool> {
         .await?)
 }
 
+/// A booking-service database, migrated, that knows the users `known` knows.
+async fn booking_database(known: &PgPool) -> BenchResult<(TestDatabase, PgPool, Vec<Uuid>)> {
+    let database = TestDatabase::create().await;
+    let pool = service_pool(database.url()).await?;
+    silo_kit::postgres::migrate(&pool, sqlx::migrate!("./migrations")).await?;
+    let users: Vec<(Uuid, String)> = sqlx::query_as("SELECT user_id, email FROM known_users")
+        .fetch_all(known)
+        .await?;
+    if users.is_empty() {
+        return Err("the saga floor needs the users booking-service knows".into());
+    }
+    let mut conn = pool.acquire().await?;
+    for (user_id, email) in &users {
+        let user = KnownUser {
+            user_id: *user_id,
+            email: email.clone(),
+            full_name: None,
+        };
+        BookingRepository::remember_user(&mut conn, &user, Utc::now()).await?;
+    }
+    Ok((
+        database,
+        pool,
+        users.into_iter().map(|(id, _)| id).collect(),
+    ))
+}
+
 impl SagaFloor {
-    /// Starts the relays and consumers on the two databases (migrated, users known, no
-    /// service running on them any more).
-    pub async fn start(booking_url: &str, payment_url: &str) -> BenchResult<Self> {
-        let booking = service_pool(booking_url).await?;
-        let payment = service_pool(payment_url).await?;
-        let users: Vec<Uuid> = sqlx::query_scalar("SELECT user_id FROM known_users")
-            .fetch_all(&booking)
-            .await?;
-        if users.is_empty() {
-            return Err("the saga floor needs the users in booking-service's replica".into());
-        }
+    /// Starts the relays and consumers on two fresh databases, with the users of
+    /// booking-service's database `known`.
+    pub async fn start(known: &PgPool) -> BenchResult<Self> {
+        let (booking_db, booking, users) = booking_database(known).await?;
+        let payment_db = TestDatabase::create().await;
+        let payment = service_pool(payment_db.url()).await?;
+        let store = PgPaymentStore::connect(payment.clone()).await?;
         let failures = Arc::new(AtomicUsize::new(0));
         let stop = Shutdown::new();
         let (to_payment, bookings_stream) = mpsc::unbounded();
         let (to_booking, payments_stream) = mpsc::unbounded();
         let gateway = Arc::new(SimulatedGateway::new(SimulatedGatewayConfig::default()));
-        let charging = Charging::new(Arc::new(PgPaymentStore::new(payment.clone())), gateway);
-        let payment_consumer = BookingEvents::new(charging);
+        let payment_consumer = BookingEvents::new(Charging::new(Arc::new(store), gateway));
         let booking_consumer = PgInbox::new(booking.clone(), CONSUMER_NAME, PaymentEvents);
         let relay_of = |pool: &PgPool, to| {
             let outbox = PgOutbox::new(pool.clone());
@@ -139,6 +169,7 @@ impl SagaFloor {
             },
             stop,
             tasks,
+            databases: [booking_db, payment_db],
         })
     }
 
@@ -147,7 +178,8 @@ impl SagaFloor {
         &self.saga
     }
 
-    /// Stops the relays (their channels close, so the consumers finish) and waits for all.
+    /// Stops the relays (their channels close, so the consumers finish), waits for all, and
+    /// drops the floor's databases.
     pub async fn stop(self) {
         self.stop.trigger();
         for task in self.tasks {
@@ -155,6 +187,7 @@ impl SagaFloor {
         }
         self.saga.booking.close().await;
         self.saga.payment.close().await;
+        drop(self.databases);
     }
 }
 

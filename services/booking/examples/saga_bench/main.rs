@@ -1,9 +1,9 @@
 //! The saga benchmark behind `tests/bench/saga`: user-service, booking-service and
 //! payment-service in-process against the local PostgreSQL and NATS; N bookings through the
-//! HTTP API at each offered rate (unbounded, 200/s and 500/s by default); then, on the same
-//! databases with the services stopped, the saga floor (the saga's own transactions at the
-//! same rates and concurrency with neither broker nor HTTP, see `floor.rs`) and the
-//! create-only floor; the targets last, each beside its figure.
+//! HTTP API at each offered rate (unbounded, 200/s and 500/s by default), each followed by the
+//! saga floor at the same rate and concurrency (the saga's own transactions with neither
+//! broker nor HTTP, on databases of its own, see `floor.rs`); then the create-only floor on
+//! booking-service's database; the targets last, each beside its figure and the floor's.
 
 mod figures;
 mod floor;
@@ -86,25 +86,44 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Runs one phase per offered rate on `saga`, printing each under `title`.
-async fn phases<C: Creates>(
-    args: &Args,
-    title: &str,
-    prefix: &str,
-    saga: &Saga<C>,
-) -> BenchResult<Vec<Phase>> {
-    let mut phases = Vec::new();
-    for rate in &args.rates {
-        let event_name = format!("{prefix} {}", rate_label(rate.0));
-        let phase = run_phase(saga, &event_name, args.load(*rate), args.warmup).await?;
-        print_phase(title, &phase);
-        phases.push(phase);
-    }
-    Ok(phases)
+/// What the bench measured, to be summed up.
+struct Measured {
+    /// The services' phases, one per rate.
+    saga: Vec<Phase>,
+    /// The saga floor's phases, one per rate.
+    floor: Vec<Phase>,
+    /// Unbounded creates with payment-service stopped.
+    alone: Driven,
+    /// The create-only floor.
+    create_floor: Driven,
 }
 
-/// Waits until booking-service's relay has published everything (before it stops, so the
-/// floor starts on an empty outbox).
+/// At each rate, the services' phase, then the saga floor's right after it on the floor's
+/// databases while the services idle.
+async fn phases<C: Creates>(
+    args: &Args,
+    services: &Saga<C>,
+    floor: &SagaFloor,
+) -> BenchResult<(Vec<Phase>, Vec<Phase>)> {
+    let (mut saga, mut floors) = (Vec::new(), Vec::new());
+    for rate in &args.rates {
+        let label = rate_label(rate.0);
+        let load = args.load(*rate);
+        let phase = run_phase(services, &format!("Bench {label}"), load, args.warmup).await?;
+        print_phase("saga (three services, HTTP, NATS)", &phase);
+        saga.push(phase);
+        let phase = run_phase(floor.saga(), &format!("Floor {label}"), load, args.warmup).await?;
+        print_phase(
+            "saga floor (the same transactions, no broker, no HTTP)",
+            &phase,
+        );
+        floors.push(phase);
+    }
+    Ok((saga, floors))
+}
+
+/// Waits until booking-service's relay has published everything, so that nothing is left to
+/// publish when it stops.
 async fn wait_published(pool: &sqlx::PgPool) -> BenchResult<()> {
     let started = Instant::now();
     while outbox_backlog(pool).await? > 0 {
@@ -116,9 +135,9 @@ async fn wait_published(pool: &sqlx::PgPool) -> BenchResult<()> {
     Ok(())
 }
 
-/// The services' phases, then unbounded creates with payment-service stopped; stops the
-/// services.
-async fn measure_services(args: &Args, system: &System) -> BenchResult<(Vec<Phase>, Driven)> {
+/// The phases of the services and of the saga floor; unbounded creates with payment-service
+/// stopped; then, the services stopped, the create-only floor on booking-service's database.
+async fn measure(args: &Args, system: &System) -> BenchResult<Measured> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
@@ -133,13 +152,10 @@ async fn measure_services(args: &Args, system: &System) -> BenchResult<(Vec<Phas
         payment,
         failures: Arc::new(AtomicUsize::new(0)),
     };
-    let measured = phases(
-        args,
-        "saga (three services, HTTP, NATS)",
-        "Bench",
-        &services,
-    )
-    .await?;
+    let floor = SagaFloor::start(&services.booking).await?;
+    let measured = phases(args, &services, &floor).await;
+    floor.stop().await;
+    let (saga, floor) = measured?;
     // The same creates again with payment-service stopped: what booking-service manages when
     // the rest of the saga does not share its cores (as payment-service and its database would
     // not in a deployment of one database per service).
@@ -150,26 +166,16 @@ async fn measure_services(args: &Args, system: &System) -> BenchResult<(Vec<Phas
     services.payment.close().await;
     system.booking.stop().await;
     system.user.stop().await;
-    Ok((measured, alone))
-}
-
-/// The saga floor's phases, then the create-only floor, on the services' databases.
-async fn measure_floors(args: &Args, system: &System) -> BenchResult<(Vec<Phase>, Driven)> {
-    let floor = SagaFloor::start(system.booking_db.url(), system.payment_db.url()).await?;
-    let measured = phases(
-        args,
-        "saga floor (the same transactions, no broker, no HTTP)",
-        "Floor",
-        floor.saga(),
-    )
-    .await;
-    floor.stop().await;
     let pool = create_only_pool(system.booking_db.url()).await?;
     let create_only = Arc::new(CreateOnly::new(pool.clone()));
-    let unbounded = args.load(OfferedRate(None));
     let create_floor = drive(&create_only, "Create-only floor", unbounded).await?;
     pool.close().await;
-    Ok((measured?, create_floor))
+    Ok(Measured {
+        saga,
+        floor,
+        alone,
+        create_floor,
+    })
 }
 
 #[tokio::main]
@@ -186,10 +192,15 @@ async fn main() -> BenchResult<()> {
         args.warmup,
         load_average()
     );
-    let (saga, alone) = measure_services(&args, &system).await?;
-    let (floor, create_floor) = measure_floors(&args, &system).await?;
+    let measured = measure(&args, &system).await?;
     system.delete_streams().await?;
 
+    let Measured {
+        saga,
+        floor,
+        alone,
+        create_floor,
+    } = measured;
     let create_floor_rate = create_floor.throughput();
     println!(
         "create-only floor    {create_floor_rate:8.1} transactions/s (INSERT booking + INSERT outbox)"
