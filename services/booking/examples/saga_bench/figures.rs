@@ -45,6 +45,15 @@ pub struct Phase {
     pub stages: Vec<(&'static str, Vec<f64>)>,
 }
 
+impl Phase {
+    /// Whether the creates kept up with the offered rate (within 5 %): latency at a rate the
+    /// machine could not offer is queueing, not the saga's own.
+    pub fn sustained(&self) -> bool {
+        self.rate
+            .is_none_or(|rate| self.created.throughput() >= 0.95 * rate)
+    }
+}
+
 /// The label of an offered rate.
 pub fn rate_label(rate: Option<f64>) -> String {
     rate.map_or("unbounded".to_string(), |r| format!("{r}/s"))
@@ -261,14 +270,14 @@ async fn saga_stages(
 /// Prints what a phase measured, under `title`.
 pub fn print_phase(title: &str, phase: &Phase) {
     let created = &phase.created;
-    match phase.rate {
-        // Latency at a rate the machine could not offer is queueing, not the saga's own.
-        Some(rate) if created.throughput() < 0.95 * rate => println!(
+    if phase.sustained() {
+        println!("{title} at {}:", rate_label(phase.rate));
+    } else {
+        println!(
             "{title} at {} (NOT SUSTAINED: {:.1} creates/s):",
             rate_label(phase.rate),
             created.throughput()
-        ),
-        _ => println!("{title} at {}:", rate_label(phase.rate)),
+        );
     }
     println!(
         "  create latency   p50 {:8.2} ms   p99 {:8.2} ms   ({:.1} creates/s, {} created, {} failed, {:.2} s)",
@@ -301,4 +310,15 @@ pub fn print_phase(title: &str, phase: &Phase) {
             100.0 * mean / total
         );
     }
+}
+
+/// Prints the main figures of a phase in one line.
+pub fn print_phase_brief(title: &str, event_name: &str, phase: &Phase) {
+    println!(
+        "{title}, {event_name}: {:.1} sagas/s, saga p50 {:.2} ms p99 {:.2} ms, {:.1} creates/s",
+        phase.saga_throughput,
+        phase.saga_p50,
+        phase.saga_p99,
+        phase.created.throughput()
+    );
 }

@@ -12,7 +12,7 @@ mod system;
 mod targets;
 
 use clap::Parser;
-use figures::{Phase, Saga, outbox_backlog, print_phase, rate_label, run_phase};
+use figures::{Phase, Saga, outbox_backlog, print_phase, print_phase_brief, rate_label, run_phase};
 use floor::{CreateOnly, SagaFloor, create_only_pool};
 use load::{Creates, Driven, Load, drive};
 use std::str::FromStr;
@@ -33,6 +33,10 @@ struct Args {
     /// Offered rates in bookings per second, `unbounded` for as fast as possible.
     #[arg(long, value_delimiter = ',', default_value = "unbounded,200,500")]
     rates: Vec<OfferedRate>,
+    /// Unbounded phases of the services and of the floor, in turns: the throughput ratio is
+    /// their median, as one pair on a shared machine can be far off.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Distinct users making the bookings.
     #[arg(long, default_value_t = 20)]
     users: usize,
@@ -88,9 +92,9 @@ fn load_average() -> String {
 
 /// What the bench measured, to be summed up.
 struct Measured {
-    /// The services' phases, one per rate.
+    /// The services' phases, in order (unbounded once per round).
     saga: Vec<Phase>,
-    /// The saga floor's phases, one per rate.
+    /// The saga floor's phases, likewise.
     floor: Vec<Phase>,
     /// Unbounded creates with payment-service stopped.
     alone: Driven,
@@ -98,8 +102,31 @@ struct Measured {
     create_floor: Driven,
 }
 
-/// At each rate, the services' phase, then the saga floor's right after it on the floor's
-/// databases while the services idle.
+const SAGA: &str = "saga (three services, HTTP, NATS)";
+const FLOOR: &str = "saga floor (the same transactions, no broker, no HTTP)";
+
+/// Runs a phase of `saga` at `rate` for `event_name` and prints it under `title`: in full, or
+/// in one line when `brief`.
+async fn phase<C: Creates>(
+    args: &Args,
+    (title, saga): (&str, &Saga<C>),
+    event_name: &str,
+    rate: OfferedRate,
+    brief: bool,
+) -> BenchResult<Phase> {
+    let phase = run_phase(saga, event_name, args.load(rate), args.warmup).await?;
+    if brief {
+        print_phase_brief(title, event_name, &phase);
+    } else {
+        print_phase(title, &phase);
+    }
+    Ok(phase)
+}
+
+/// At each rate, the services' phase and the saga floor's, one right after the other (the
+/// floor on its own databases while the services idle); unbounded, `--rounds` times,
+/// alternating which goes first, so a load that rises or falls during the rounds weighs on
+/// both alike.
 async fn phases<C: Creates>(
     args: &Args,
     services: &Saga<C>,
@@ -107,17 +134,28 @@ async fn phases<C: Creates>(
 ) -> BenchResult<(Vec<Phase>, Vec<Phase>)> {
     let (mut saga, mut floors) = (Vec::new(), Vec::new());
     for rate in &args.rates {
-        let label = rate_label(rate.0);
-        let load = args.load(*rate);
-        let phase = run_phase(services, &format!("Bench {label}"), load, args.warmup).await?;
-        print_phase("saga (three services, HTTP, NATS)", &phase);
-        saga.push(phase);
-        let phase = run_phase(floor.saga(), &format!("Floor {label}"), load, args.warmup).await?;
-        print_phase(
-            "saga floor (the same transactions, no broker, no HTTP)",
-            &phase,
-        );
-        floors.push(phase);
+        let rounds = if rate.0.is_none() {
+            args.rounds.max(1)
+        } else {
+            1
+        };
+        for round in 0..rounds {
+            let label = match round {
+                0 => rate_label(rate.0),
+                _ => format!("{} round {}", rate_label(rate.0), round + 1),
+            };
+            let (bench, floor_run) = (format!("Bench {label}"), format!("Floor {label}"));
+            let brief = round > 0;
+            let on_services = phase(args, (SAGA, services), &bench, *rate, brief);
+            let on_floor = phase(args, (FLOOR, floor.saga()), &floor_run, *rate, brief);
+            if round % 2 == 0 {
+                saga.push(on_services.await?);
+                floors.push(on_floor.await?);
+            } else {
+                floors.push(on_floor.await?);
+                saga.push(on_services.await?);
+            }
+        }
     }
     Ok((saga, floors))
 }
