@@ -363,6 +363,30 @@ pub fn operations_of(document: &OpenApi) -> BTreeSet<String> {
         .collect()
 }
 
+/// What is wrong with `document` as the description of `router`, in words: `known` (a route
+/// the service certainly has, `"GET /path"`) not read from the router, routes missing from the
+/// description, operations without a success or a problem response. Empty when all is well.
+pub fn description_problems<S>(router: &Router<S>, document: &OpenApi, known: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let read = routes_of(router);
+    if !read.contains(known) {
+        problems.push(format!(
+            "the routes could not be read ({known} missing): {read:?}"
+        ));
+    }
+    problems.extend(
+        undocumented_routes(router, document)
+            .into_iter()
+            .map(|route| format!("not in the description: {route}")),
+    );
+    problems.extend(
+        incompletely_documented(document)
+            .into_iter()
+            .map(|operation| format!("no success or problem response: {operation}")),
+    );
+    problems
+}
+
 /// The routes of `router` ([`routes_of`]) that `document` does not describe.
 pub fn undocumented_routes<S>(router: &Router<S>, document: &OpenApi) -> Vec<String> {
     let documented = operations_of(document);
